@@ -1,0 +1,273 @@
+"""The benchmark: every method on the CIFAR-10 test split, at every noise setting, with fixed seeds.
+
+    python -m denoiser.benchmark --data ../shared/data/cifar10-images.zip [--limit N] [--out DIR] [--device cpu]
+
+Methods: the noisy input itself, 3x3 and 5x5 medians, the Hwang-Haddad adaptive median (max window 7),
+the article's autoencoder checkpoint and the default model; a checkpoint that is not there is skipped
+with a note. Grayscale noise settings: the article's rule at intensity 0.2 on article-normalized images
+(as the Paperspace article evaluates), and plain salt-and-pepper at amounts 0.1-0.9, half salt, on
+channel-mean grayscale. A colour table runs the default model and the per-channel filters on the RGB
+images with per-pixel salt-and-pepper at the same amounts.
+
+Each setting's noisy images are drawn once, from their own seeded torch.Generator, so every method sees
+the same pixels and the figures repeat exactly from run to run and for any batch size. PSNR and SSIM are
+means over images (`denoiser.metrics`). Speed is images/s of the method call alone (inputs already on the
+device, metrics not included), the median over batches, after one untimed warm-up call per method.
+Results go to `results.json` and `results.md` in --out, and the tables are printed as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from denoiser import data, noise
+from denoiser.filters import AdaptiveMedianDenoiser, MedianDenoiser
+from denoiser.inference import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT, Denoiser, load_denoiser
+from denoiser.metrics import psnr, ssim
+
+AMOUNTS = (0.1, 0.3, 0.5, 0.7, 0.9)
+ARTICLE_INTENSITY = 0.2
+NOISY_INPUT = "Noisy input"
+ARTICLE_METHOD = "Article autoencoder"
+MODEL_METHOD = "Default model"
+
+
+class NoisyInput(Denoiser):
+    """The do-nothing baseline: its figures are those of the noisy images themselves."""
+
+    name = NOISY_INPUT
+
+    def __init__(self, *, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+
+    def denoise_batch(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+
+@dataclass
+class NoiseSetting:
+    key: str  # stable id used in results.json
+    label: str  # row label in the tables
+    corrupt: Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # clean (N, C, H, W) -> noisy
+
+
+@dataclass
+class Row:
+    method: str
+    noise: str
+    psnr: float
+    ssim: float
+    images: int
+    images_per_s: float | None  # None for the noisy input, which does no work
+
+
+@dataclass
+class Table:
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    batch_rates: dict[str, list[float]] = field(default_factory=dict)  # method -> images/s of every batch
+
+
+def gray_settings() -> list[tuple[NoiseSetting, Callable[[torch.Tensor], torch.Tensor]]]:
+    """(noise, clean-image preparation from uint8) pairs of the grayscale table."""
+    article = NoiseSetting(f"article-{ARTICLE_INTENSITY}", f"Article rule {ARTICLE_INTENSITY}",
+                           lambda x, g: noise.article_noise(x, intensity=ARTICLE_INTENSITY, generator=g))
+    settings = [(article, lambda u8: data.article_normalize(data.to_gray(u8)))]
+    for amount in AMOUNTS:
+        settings.append((_amount_setting(amount), data.to_gray))
+    return settings
+
+
+def color_settings() -> list[tuple[NoiseSetting, Callable[[torch.Tensor], torch.Tensor]]]:
+    return [(_amount_setting(amount), data.to_float) for amount in AMOUNTS]
+
+
+def _amount_setting(amount: float) -> NoiseSetting:
+    # Per-pixel impulses (noise.salt_and_pepper's default): a colour pixel turns white or black whole.
+    return NoiseSetting(f"amount-{amount}", f"Amount {amount}",
+                        lambda x, g: noise.salt_and_pepper(x, amount=amount, salt_share=0.5, generator=g))
+
+
+def load_checkpoints(*, article: Path, model: Path, device: str) -> tuple[dict[str, Denoiser], list[str]]:
+    """The article's and the default model by table label, and a note for each checkpoint that is missing."""
+    loaded, notes = {}, []
+    for label, folder in ((ARTICLE_METHOD, article), (MODEL_METHOD, model)):
+        if (Path(folder) / "config.json").is_file():
+            loaded[label] = load_denoiser(folder, device=device)
+        else:
+            notes.append(f"{label} skipped: no checkpoint at {folder}")
+    return loaded, notes
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def run_table(table: Table, methods: dict[str, Denoiser], settings: list, images_u8: torch.Tensor, *,
+              batch_size: int, seed: int, device: torch.device) -> None:
+    """Fill `table` with one row per (noise, method); shows one progress bar for the whole table."""
+    n = len(images_u8)
+    batches = range(0, n, batch_size)
+    bar = tqdm(total=len(settings) * len(methods) * len(batches), desc=table.title, unit="batch")
+    for index, (setting, prepare) in enumerate(settings):
+        clean = prepare(images_u8)
+        corrupted = setting.corrupt(clean, torch.Generator().manual_seed(seed + index))
+        for label, method in methods.items():
+            bar.set_postfix_str(f"{setting.label}, {label}")
+            if label not in table.batch_rates:
+                table.batch_rates[label] = []
+                method.denoise_batch(corrupted[:8].to(device))  # warm-up: first-call setup is not speed
+            scores, rates = [], []
+            for start in batches:
+                target = clean[start:start + batch_size].to(device)
+                inputs = corrupted[start:start + batch_size].to(device)
+                _sync(device)
+                tic = time.perf_counter()
+                out = method.denoise_batch(inputs)
+                _sync(device)
+                rates.append(len(inputs) / max(time.perf_counter() - tic, 1e-9))
+                if out.shape != inputs.shape:
+                    raise RuntimeError(f"{label} returned shape {tuple(out.shape)} for {tuple(inputs.shape)}")
+                out = out.float().clamp(0, 1)
+                scores.append(torch.stack([psnr(out, target), ssim(out, target)], dim=1).cpu())  # (B, 2)
+                bar.update()
+            mean_psnr, mean_ssim = torch.cat(scores).double().mean(dim=0).tolist()
+            work = label != NOISY_INPUT
+            if work:
+                table.batch_rates[label].extend(rates)
+            table.rows.append(Row(label, setting.label, mean_psnr, mean_ssim, n,
+                                  statistics.median(rates) if work else None))
+    bar.close()
+
+
+def subset(images_u8: torch.Tensor, *, limit: int | None, seed: int) -> torch.Tensor:
+    """The first `limit` images of a seeded shuffle, kept in file order, so a small run spans all classes."""
+    if not limit or limit >= len(images_u8):
+        return images_u8
+    keep = torch.randperm(len(images_u8), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    return images_u8[keep]
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def _cell(row: Row | None) -> str:
+    return "–" if row is None else f"{row.psnr:.2f} / {row.ssim:.3f}"
+
+
+def quality_markdown(table: Table) -> str:
+    methods = list(dict.fromkeys(r.method for r in table.rows))
+    noises = list(dict.fromkeys(r.noise for r in table.rows))
+    found = {(r.method, r.noise): r for r in table.rows}
+    lines = [f"| Noise | {' | '.join(methods)} |", "| --- |" + " --- |" * len(methods)]
+    for noise_label in noises:
+        lines.append(f"| {noise_label} | " + " | ".join(_cell(found.get((m, noise_label))) for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def speed_markdown(tables: list[Table]) -> str:
+    methods = list(dict.fromkeys(m for t in tables for m in t.batch_rates if m != NOISY_INPUT))
+    lines = [f"| Method | {' | '.join(t.title for t in tables)} |", "| --- |" + " ---: |" * len(tables)]
+    for method in methods:
+        cells = [f"{statistics.median(t.batch_rates[method]):,.0f}" if t.batch_rates.get(method) else "–"
+                 for t in tables]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report_markdown(tables: list[Table], meta: dict, notes: list[str]) -> str:
+    size = meta["image_size"]
+    parts = [f"# Benchmark: {meta['images']:,} images of {meta['data']}", "",
+             f"PSNR (dB) / SSIM, mean over images. Device: {meta['device']} ({meta['device_name']}), "
+             f"torch {meta['torch']}, {meta['threads']} threads, batches of {meta['batch_size']}, "
+             f"noise seed {meta['seed']}; {meta['seconds']:.0f} s in all.", ""]
+    for table in tables:
+        parts += [f"## {table.title}", "", quality_markdown(table), ""]
+    parts += [f"## Speed: images/s ({size}, median over batches)", "", speed_markdown(tables), ""]
+    parts += [f"- {note}" for note in notes]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m denoiser.benchmark", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True,
+                        help="CIFAR-10 source: the .zip or ImageFolder folder with test/<class>/<image>, "
+                             "a folder holding cifar-10-batches-py, or 'cifar10' to download")
+    parser.add_argument("--limit", type=int, default=None, help="use N test images (a seeded sample of all classes)")
+    parser.add_argument("--out", type=Path, default=Path("benchmark-results"), help="folder for results.json / .md")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0, help="base seed of the noise draws")
+    parser.add_argument("--article", type=Path, default=ARTICLE_CHECKPOINT, help="article checkpoint folder")
+    parser.add_argument("--model", type=Path, default=DEFAULT_CHECKPOINT, help="default model checkpoint folder")
+    parser.add_argument("--no-color", action="store_true", help="skip the colour table")
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _parse_args(argv)
+    device = torch.device(args.device)
+    started = time.perf_counter()
+    images_u8 = subset(data.load_split(args.data, split="test").images, limit=args.limit, seed=args.seed)
+    checkpoints, notes = load_checkpoints(article=args.article, model=args.model, device=args.device)
+    for note in notes:
+        print(f"note: {note}", flush=True)
+    filters = {"3×3 median": MedianDenoiser(size=3, device=device), "5×5 median": MedianDenoiser(size=5, device=device),
+               "Adaptive median": AdaptiveMedianDenoiser(max_window=7, device=device)}
+    gray_methods = {NOISY_INPUT: NoisyInput(device=device), **filters, **checkpoints}
+
+    tables = [Table("Grayscale")]
+    run_table(tables[0], gray_methods, gray_settings(), images_u8, batch_size=args.batch_size, seed=args.seed,
+              device=device)
+    if not args.no_color:
+        # The article's model knows only 32x32 grayscale, so the colour table is the default model against
+        # the per-channel filters.
+        color_methods = {k: m for k, m in gray_methods.items() if k not in (ARTICLE_METHOD, "5×5 median")}
+        tables.append(Table("Colour"))
+        run_table(tables[1], color_methods, color_settings(), images_u8, batch_size=args.batch_size,
+                  seed=args.seed + 100, device=device)
+
+    meta = {"data": str(args.data), "images": len(images_u8),
+            "image_size": f"{images_u8.shape[-1]}×{images_u8.shape[-2]}", "device": str(device),
+            "device_name": _device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "batch_size": args.batch_size, "seed": args.seed,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": time.perf_counter() - started}
+    results = {"meta": meta, "notes": notes,
+               "tables": {t.title.lower(): [asdict(r) for r in t.rows] for t in tables},
+               "speed": {t.title.lower(): {m: statistics.median(r) for m, r in t.batch_rates.items() if r}
+                         for t in tables}}
+    markdown = report_markdown(tables, meta, notes)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    (args.out / "results.md").write_text(markdown)
+    print(markdown)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The public API: load_denoiser(...).denoise(image) for every model, tiling, and the article's 32x32 rule."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from denoiser import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT, load_denoiser
+from denoiser.checkpoint import build_model, save_checkpoint
+from denoiser.inference import ArticleDenoiser, ModelDenoiser
+from denoiser.models import UNetConfig, UNetDenoiser
+from denoiser.noise import salt_and_pepper
+
+SMALL = {"article": {"channels": 4, "latent_dim": 16}, "unet": {"widths": [8, 16], "blocks": [1, 1]}}
+
+
+@pytest.fixture(params=sorted(SMALL))
+def checkpoint(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    model = build_model(request.param, SMALL[request.param])
+    return save_checkpoint(model, tmp_path / request.param)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (32, 32, 3), (45, 70), (45, 70, 3), (2, 2)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_denoise_keeps_shape_and_dtype(checkpoint: Path, shape: tuple, dtype) -> None:
+    denoiser = load_denoiser(checkpoint, device="cpu")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, shape).astype(np.uint8) if dtype == np.uint8 else rng.random(shape, dtype=np.float32)
+    out = denoiser.denoise(image)
+    assert out.shape == image.shape and out.dtype == image.dtype
+    if dtype == np.float32:
+        assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+@pytest.mark.parametrize("image, message", [
+    ("not an array", "numpy array"),
+    (np.zeros((4, 4, 4), np.uint8), "shaped"),
+    (np.zeros((1, 9), np.uint8), "at least 2x2"),
+    (np.zeros((8, 8), np.int64), "uint8 or float32"),
+    (np.full((8, 8), 2.0, np.float32), r"\[0, 1\]"),
+    (np.full((8, 8), np.nan, np.float32), "NaN"),
+])
+def test_bad_images_get_clear_errors(checkpoint: Path, image, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_denoiser(checkpoint, device="cpu").denoise(image)
+
+
+def test_tiled_matches_untiled_above_the_threshold() -> None:
+    torch.manual_seed(0)
+    model = UNetDenoiser(UNetConfig()).eval()
+    torch.nn.init.normal_(model.tail.weight, std=0.05)  # an untrained tail is zero: make the output depend on context
+    denoiser = ModelDenoiser(model, tile_size=512)
+    clean = torch.rand(1, 1, 600, 560)
+    noisy = salt_and_pepper(clean, amount=0.5, generator=torch.Generator().manual_seed(0))
+    tiled = denoiser.denoise_batch(noisy)  # 600x560 > 512x512: tiled
+    with torch.inference_mode():
+        untiled = model(noisy).clamp(0, 1)
+    assert (tiled - untiled).abs().max().item() < 1e-3
+    assert denoiser.peak_tile_pixels < 600 * 560 * 2
+
+
+def test_article_runs_in_32x32_tiles_per_channel(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    save_checkpoint(build_model("article", SMALL["article"]), tmp_path / "a")
+    denoiser = load_denoiser(tmp_path / "a", device="cpu")
+    assert isinstance(denoiser, ArticleDenoiser)
+    image = torch.rand(1, 3, 64, 96)
+    out = denoiser.denoise_batch(image)
+    with torch.inference_mode():
+        top_left_red = denoiser.model(image[:, :1, :32, :32]).clamp(0, 1)
+        right_blue = denoiser.model(image[:, 2:, 32:, 64:]).clamp(0, 1)
+    assert torch.allclose(out[:, :1, :32, :32], top_left_red, atol=1e-6)
+    assert torch.allclose(out[:, 2:, 32:, 64:], right_blue, atol=1e-6)
+
+
+@pytest.mark.parametrize("folder", [DEFAULT_CHECKPOINT, ARTICLE_CHECKPOINT], ids=["default", "article"])
+def test_shipped_checkpoints_denoise(folder: Path) -> None:
+    denoiser = load_denoiser(folder, device="cpu")
+    clean = np.tile(np.linspace(0.2, 0.8, 32, dtype=np.float32), (32, 1))
+    noisy = salt_and_pepper(torch.from_numpy(clean)[None, None], amount=0.2,
+                            generator=torch.Generator().manual_seed(0))[0, 0].numpy()
+    out = denoiser.denoise(noisy)
+    assert np.abs(out - clean).mean() < np.abs(noisy - clean).mean() / 2
+
+
+def test_load_denoiser_without_source_loads_the_default() -> None:
+    assert load_denoiser(device="cpu").name == "Default model"

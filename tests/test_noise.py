@@ -1,0 +1,88 @@
+"""Noise statistics, reproducibility and validation."""
+
+import pytest
+import torch
+
+from denoiser.noise import NoiseRecipe, article_noise, impulse_mask, salt_and_pepper
+
+
+def mid_gray(b: int = 16, c: int = 1, size: int = 64) -> torch.Tensor:
+    return torch.full((b, c, size, size), 0.5)
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.1, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("salt_share", [0.5, 0.2])
+def test_amount_and_salt_share(amount: float, salt_share: float) -> None:
+    noisy = salt_and_pepper(mid_gray(), amount=amount, salt_share=salt_share,
+                            generator=torch.Generator().manual_seed(1))
+    salt, pepper = (noisy == 1).float().mean().item(), (noisy == 0).float().mean().item()
+    assert salt + pepper == pytest.approx(amount, abs=0.01)
+    assert salt == pytest.approx(amount * salt_share, abs=0.01)
+
+
+def test_article_rule_gives_15_percent_salt_10_percent_pepper() -> None:
+    noisy = article_noise(mid_gray(b=64), intensity=0.2, generator=torch.Generator().manual_seed(0))
+    assert (noisy == 1).float().mean().item() == pytest.approx(0.15, abs=0.005)
+    assert (noisy == 0).float().mean().item() == pytest.approx(0.10, abs=0.005)
+    untouched = (noisy != 0) & (noisy != 1)
+    assert torch.equal(noisy[untouched], mid_gray(b=64)[untouched])
+
+
+def test_article_rule_keeps_its_float_quirk_at_07() -> None:
+    # In Python 1 - 0.7 == 0.30000000000000004, never equal to round(u, 1): the article makes no pepper there.
+    noisy = article_noise(mid_gray(), intensity=0.7, generator=torch.Generator().manual_seed(0))
+    assert (noisy == 0).float().mean().item() == 0.0
+    assert (noisy == 1).float().mean().item() == pytest.approx(0.65, abs=0.01)
+
+
+def test_same_seed_same_noise_and_different_seed_differs() -> None:
+    x = torch.rand(4, 3, 32, 32)
+    a = salt_and_pepper(x, amount=0.3, generator=torch.Generator().manual_seed(7))
+    b = salt_and_pepper(x, amount=0.3, generator=torch.Generator().manual_seed(7))
+    c = salt_and_pepper(x, amount=0.3, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(article_noise(x, generator=torch.Generator().manual_seed(3)),
+                       article_noise(x, generator=torch.Generator().manual_seed(3)))
+
+
+def test_per_pixel_is_default_and_per_channel_differs() -> None:
+    x = mid_gray(b=4, c=3)
+    per_pixel = salt_and_pepper(x, amount=0.5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(per_pixel[:, 0], per_pixel[:, 1]) and torch.equal(per_pixel[:, 1], per_pixel[:, 2])
+    per_channel = salt_and_pepper(x, amount=0.5, per_channel=True, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(per_channel[:, 0], per_channel[:, 1])
+    assert impulse_mask(per_channel).float().mean().item() == pytest.approx(0.5, abs=0.02)
+
+
+def test_per_image_amounts() -> None:
+    amounts = torch.tensor([0.0, 0.25, 0.5, 0.75])
+    noisy = salt_and_pepper(mid_gray(b=4, size=128), amount=amounts, generator=torch.Generator().manual_seed(0))
+    measured = impulse_mask(noisy).float().mean(dim=(1, 2, 3))
+    assert torch.allclose(measured, amounts, atol=0.01)
+
+
+def test_recipe_draws_amounts_in_range() -> None:
+    recipe = NoiseRecipe(amount_min=0.2, amount_max=0.4)
+    noisy = recipe.apply(mid_gray(b=32), generator=torch.Generator().manual_seed(0))
+    measured = impulse_mask(noisy).float().mean(dim=(1, 2, 3))
+    assert measured.min() > 0.18 and measured.max() < 0.42
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"amount": 1.5}, "amount must be in"),
+    ({"amount": -0.1}, "amount must be in"),
+    ({"amount": 0.1, "salt_share": 2.0}, "salt_share must be in"),
+    ({"amount": torch.tensor([0.1, 0.2])}, "one value per image"),
+])
+def test_bad_arguments_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        salt_and_pepper(mid_gray(b=3), **kwargs)
+
+
+def test_bad_images_are_refused() -> None:
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        salt_and_pepper(torch.rand(32, 32), amount=0.1)
+    with pytest.raises(ValueError, match="float"):
+        salt_and_pepper(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), amount=0.1)
+    with pytest.raises(ValueError, match="rule"):
+        NoiseRecipe(rule="gaussian")
