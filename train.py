@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent
 RECIPES = {
     "default": TrainConfig(
         architecture="unet", out="runs/default", publish=str(ROOT / "checkpoints" / "default"),
-        epochs=8, batch_size=64, lr=2e-3, schedule="cosine", shuffle="epoch", frozen_noise=False,
+        epochs=6, batch_size=64, lr=2e-3, schedule="cosine", shuffle="epoch", frozen_noise=False,
         noise=NoiseRecipe(rule="range", amount_min=0.0, amount_max=0.95, salt_share_min=0.3, salt_share_max=0.7),
         val_noise=NoiseRecipe(rule="range", amount_min=0.5, amount_max=0.5),
         preprocess=Preprocess(random_channel_prob=0.5, flip=True, normalize_prob=0.2),

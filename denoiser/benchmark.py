@@ -12,7 +12,7 @@ images with per-pixel salt-and-pepper at the same amounts.
 Each setting's noisy images are drawn once, from their own seeded torch.Generator, so every method sees
 the same pixels and the figures repeat exactly from run to run and for any batch size. PSNR and SSIM are
 means over images (`denoiser.metrics`). Speed is images/s of the method call alone (inputs already on the
-device, metrics not included), the median over batches, after one untimed warm-up call per method.
+device, metrics not included), the median over batches, after one untimed warm-up batch per method.
 Results go to `results.json` and `results.md` in --out, and the tables are printed as Markdown.
 """
 
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -57,15 +58,17 @@ class NoisyInput(Denoiser):
 
 @dataclass
 class NoiseSetting:
-    key: str  # stable id used in results.json
+    key: str  # stable id for results.json, e.g. "amount-0.3"
     label: str  # row label in the tables
-    corrupt: Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # clean (N, C, H, W) -> noisy
+    prepare: Callable[[torch.Tensor], torch.Tensor]  # uint8 (N, 3, H, W) -> clean float (N, C, H, W)
+    corrupt: Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # clean -> noisy, same shape
 
 
 @dataclass
 class Row:
     method: str
     noise: str
+    noise_key: str
     psnr: float
     ssim: float
     images: int
@@ -79,31 +82,32 @@ class Table:
     batch_rates: dict[str, list[float]] = field(default_factory=dict)  # method -> images/s of every batch
 
 
-def gray_settings() -> list[tuple[NoiseSetting, Callable[[torch.Tensor], torch.Tensor]]]:
-    """(noise, clean-image preparation from uint8) pairs of the grayscale table."""
-    article = NoiseSetting(f"article-{ARTICLE_INTENSITY}", f"Article rule {ARTICLE_INTENSITY}",
-                           lambda x, g: noise.article_noise(x, intensity=ARTICLE_INTENSITY, generator=g))
-    settings = [(article, lambda u8: data.article_normalize(data.to_gray(u8)))]
-    for amount in AMOUNTS:
-        settings.append((_amount_setting(amount), data.to_gray))
-    return settings
+def _article_gray(images_u8: torch.Tensor) -> torch.Tensor:
+    return data.article_normalize(data.to_gray(images_u8))
 
 
-def color_settings() -> list[tuple[NoiseSetting, Callable[[torch.Tensor], torch.Tensor]]]:
-    return [(_amount_setting(amount), data.to_float) for amount in AMOUNTS]
-
-
-def _amount_setting(amount: float) -> NoiseSetting:
+def _amount_setting(amount: float, *, prepare: Callable[[torch.Tensor], torch.Tensor]) -> NoiseSetting:
     # Per-pixel impulses (noise.salt_and_pepper's default): a colour pixel turns white or black whole.
-    return NoiseSetting(f"amount-{amount}", f"Amount {amount}",
+    return NoiseSetting(f"amount-{amount}", f"Amount {amount}", prepare,
                         lambda x, g: noise.salt_and_pepper(x, amount=amount, salt_share=0.5, generator=g))
+
+
+def gray_settings() -> list[NoiseSetting]:
+    """The article's rule on article-normalized images, then plain salt-and-pepper on channel-mean gray."""
+    article = NoiseSetting(f"article-{ARTICLE_INTENSITY}", f"Article rule {ARTICLE_INTENSITY}", _article_gray,
+                           lambda x, g: noise.article_noise(x, intensity=ARTICLE_INTENSITY, generator=g))
+    return [article] + [_amount_setting(amount, prepare=data.to_gray) for amount in AMOUNTS]
+
+
+def color_settings() -> list[NoiseSetting]:
+    return [_amount_setting(amount, prepare=data.to_float) for amount in AMOUNTS]
 
 
 def load_checkpoints(*, article: Path, model: Path, device: str) -> tuple[dict[str, Denoiser], list[str]]:
     """The article's and the default model by table label, and a note for each checkpoint that is missing."""
     loaded, notes = {}, []
     for label, folder in ((ARTICLE_METHOD, article), (MODEL_METHOD, model)):
-        if (Path(folder) / "config.json").is_file():
+        if all((Path(folder) / name).is_file() for name in ("config.json", "model.safetensors")):
             loaded[label] = load_denoiser(folder, device=device)
         else:
             notes.append(f"{label} skipped: no checkpoint at {folder}")
@@ -115,40 +119,46 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _run_method(method: Denoiser, clean: torch.Tensor, noisy: torch.Tensor, *, batch_size: int,
+                device: torch.device, bar: tqdm) -> tuple[torch.Tensor, list[float]]:
+    """Per-image (PSNR, SSIM) as (N, 2), and the images/s of every batch, timing only the method call."""
+    scores, rates = [], []
+    for start in range(0, len(clean), batch_size):
+        target = clean[start:start + batch_size].to(device)
+        inputs = noisy[start:start + batch_size].to(device)
+        _sync(device)
+        tic = time.perf_counter()
+        out = method.denoise_batch(inputs)
+        _sync(device)
+        rates.append(len(inputs) / max(time.perf_counter() - tic, 1e-9))
+        if out.shape != inputs.shape:
+            raise RuntimeError(f"{method.name} returned shape {tuple(out.shape)} for {tuple(inputs.shape)}")
+        out = out.float().clamp(0, 1)
+        scores.append(torch.stack([psnr(out, target), ssim(out, target)], dim=1).cpu())  # 2 x (B,) -> (B, 2)
+        bar.update()
+    return torch.cat(scores), rates
+
+
 @torch.inference_mode()
-def run_table(table: Table, methods: dict[str, Denoiser], settings: list, images_u8: torch.Tensor, *,
-              batch_size: int, seed: int, device: torch.device) -> None:
+def run_table(table: Table, methods: dict[str, Denoiser], settings: list[NoiseSetting], images_u8: torch.Tensor,
+              *, batch_size: int, seed: int, device: torch.device) -> None:
     """Fill `table` with one row per (noise, method); shows one progress bar for the whole table."""
     n = len(images_u8)
-    batches = range(0, n, batch_size)
-    bar = tqdm(total=len(settings) * len(methods) * len(batches), desc=table.title, unit="batch")
-    for index, (setting, prepare) in enumerate(settings):
-        clean = prepare(images_u8)
-        corrupted = setting.corrupt(clean, torch.Generator().manual_seed(seed + index))
+    bar = tqdm(total=len(settings) * len(methods) * -(-n // batch_size), desc=table.title, unit="batch")
+    for index, setting in enumerate(settings):
+        clean = setting.prepare(images_u8)
+        noisy = setting.corrupt(clean, torch.Generator().manual_seed(seed + index))
         for label, method in methods.items():
             bar.set_postfix_str(f"{setting.label}, {label}")
             if label not in table.batch_rates:
                 table.batch_rates[label] = []
-                method.denoise_batch(corrupted[:8].to(device))  # warm-up: first-call setup is not speed
-            scores, rates = [], []
-            for start in batches:
-                target = clean[start:start + batch_size].to(device)
-                inputs = corrupted[start:start + batch_size].to(device)
-                _sync(device)
-                tic = time.perf_counter()
-                out = method.denoise_batch(inputs)
-                _sync(device)
-                rates.append(len(inputs) / max(time.perf_counter() - tic, 1e-9))
-                if out.shape != inputs.shape:
-                    raise RuntimeError(f"{label} returned shape {tuple(out.shape)} for {tuple(inputs.shape)}")
-                out = out.float().clamp(0, 1)
-                scores.append(torch.stack([psnr(out, target), ssim(out, target)], dim=1).cpu())  # (B, 2)
-                bar.update()
-            mean_psnr, mean_ssim = torch.cat(scores).double().mean(dim=0).tolist()
+                method.denoise_batch(noisy[:batch_size].to(device))  # warm-up: one-time setup is not speed
+            scores, rates = _run_method(method, clean, noisy, batch_size=batch_size, device=device, bar=bar)
+            mean_psnr, mean_ssim = scores.double().mean(dim=0).tolist()
             work = label != NOISY_INPUT
             if work:
                 table.batch_rates[label].extend(rates)
-            table.rows.append(Row(label, setting.label, mean_psnr, mean_ssim, n,
+            table.rows.append(Row(label, setting.label, setting.key, mean_psnr, mean_ssim, n,
                                   statistics.median(rates) if work else None))
     bar.close()
 
@@ -204,6 +214,11 @@ def report_markdown(tables: list[Table], meta: dict, notes: list[str]) -> str:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
@@ -225,20 +240,37 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--limit must be at least 1")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device: {args.device!r} is not a torch device (try cpu or cuda)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is available here")
     return args
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # readers see the old file or the new one, never half of it
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = _parse_args(argv)
     device = torch.device(args.device)
     started = time.perf_counter()
-    images_u8 = subset(data.load_split(args.data, split="test").images, limit=args.limit, seed=args.seed)
-    checkpoints, notes = load_checkpoints(article=args.article, model=args.model, device=args.device)
+    try:
+        images_u8 = subset(data.load_split(args.data, split="test").images, limit=args.limit, seed=args.seed)
+        checkpoints, notes = load_checkpoints(article=args.article, model=args.model, device=args.device)
+    except ValueError as exc:  # unreadable data or checkpoint: say which, without a traceback
+        raise SystemExit(f"error: {exc}") from exc
     for note in notes:
         print(f"note: {note}", flush=True)
-    filters = {"3×3 median": MedianDenoiser(size=3, device=device), "5×5 median": MedianDenoiser(size=5, device=device),
-               "Adaptive median": AdaptiveMedianDenoiser(max_window=7, device=device)}
-    gray_methods = {NOISY_INPUT: NoisyInput(device=device), **filters, **checkpoints}
+    noisy = NoisyInput(device=device)
+    median3, median5 = MedianDenoiser(size=3, device=device), MedianDenoiser(size=5, device=device)
+    adaptive = AdaptiveMedianDenoiser(max_window=7, device=device)
+    gray_methods = {NOISY_INPUT: noisy, median3.name: median3, median5.name: median5, adaptive.name: adaptive,
+                    **checkpoints}
 
     tables = [Table("Grayscale")]
     run_table(tables[0], gray_methods, gray_settings(), images_u8, batch_size=args.batch_size, seed=args.seed,
@@ -246,7 +278,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_color:
         # The article's model knows only 32x32 grayscale, so the colour table is the default model against
         # the per-channel filters.
-        color_methods = {k: m for k, m in gray_methods.items() if k not in (ARTICLE_METHOD, "5×5 median")}
+        color_methods = {NOISY_INPUT: noisy, median3.name: median3, adaptive.name: adaptive,
+                         **{k: m for k, m in checkpoints.items() if k == MODEL_METHOD}}
         tables.append(Table("Colour"))
         run_table(tables[1], color_methods, color_settings(), images_u8, batch_size=args.batch_size,
                   seed=args.seed + 100, device=device)
@@ -255,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict:
             "image_size": f"{images_u8.shape[-1]}×{images_u8.shape[-2]}", "device": str(device),
             "device_name": _device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "batch_size": args.batch_size, "seed": args.seed,
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": time.perf_counter() - started}
     results = {"meta": meta, "notes": notes,
                "tables": {t.title.lower(): [asdict(r) for r in t.rows] for t in tables},
@@ -263,8 +296,8 @@ def main(argv: list[str] | None = None) -> dict:
                          for t in tables}}
     markdown = report_markdown(tables, meta, notes)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    (args.out / "results.md").write_text(markdown)
+    _write_atomic(args.out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    _write_atomic(args.out / "results.md", markdown)
     print(markdown)
     return results
 

@@ -20,6 +20,14 @@ from safetensors.torch import load_file
 from denoiser.models import FORMAT_VERSION, ArticleAutoencoder, ArticleConfig, DenoisingModel, UNetConfig, UNetDenoiser
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "README.md")
+WRITE_ORDER = ("model.safetensors", "README.md", "config.json")  # a reader that sees the new config sees the new weights
+
+
+def _publish_files(staging: Path, directory: Path) -> None:
+    for name in WRITE_ORDER:
+        if (staging / name).exists():
+            os.chmod(staging / name, 0o644)  # temporary files are private; checkpoints are meant to be shared
+            os.replace(staging / name, directory / name)
 
 
 def build_model(architecture: str, config: dict) -> DenoisingModel:
@@ -38,10 +46,7 @@ def save_checkpoint(model: DenoisingModel, directory: str | Path, *, card: str =
     model.model_card = card
     with tempfile.TemporaryDirectory(dir=directory.parent, prefix=f".{directory.name}-") as tmp:
         model._save_pretrained(Path(tmp), half=half)
-        # Weights first, config last: a reader that sees the new config also sees the new weights.
-        for name in ("model.safetensors", "README.md", "config.json"):
-            if (Path(tmp) / name).exists():
-                os.replace(Path(tmp) / name, directory / name)
+        _publish_files(Path(tmp), directory)
     return directory
 
 
@@ -96,6 +101,4 @@ def copy_checkpoint(src: str | Path, dst: str | Path) -> None:
         for name in CHECKPOINT_FILES:
             if (src / name).exists():
                 shutil.copy2(src / name, Path(tmp) / name)
-        for name in ("model.safetensors", "README.md", "config.json"):
-            if (Path(tmp) / name).exists():
-                os.replace(Path(tmp) / name, dst / name)
+        _publish_files(Path(tmp), dst)

@@ -8,7 +8,7 @@
   When no window up to `max_window` passes stage A, the pixel gets the largest window's median.
 
 Both are vectorized torch code on any device: every window is a zero-copy strided view of the padded
-image (`Tensor.unfold`), reduced with torch's median / aminmax. Work runs in chunks so memory stays
+image (`Tensor.unfold`), reduced with torch's median / aminmax. Work runs in row bands, so memory stays
 bounded on multi-megapixel photos. Borders are mirror-padded (torch's "reflect": the edge pixel is not
 repeated, so an impulse on the edge is not duplicated into its own window); images with a side too
 short to mirror fall back to replicate padding.
@@ -19,12 +19,15 @@ are filtered per channel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 from denoiser.inference import Denoiser
 
-# Upper bound on window values gathered at once (float32: 64 MiB), so big photos do not exhaust memory.
+# Window values held at once (64 MiB as float32; the adaptive filter's int64 gather indices take twice that),
+# so that multi-megapixel photos run in row bands instead of exhausting memory.
 _CHUNK_VALUES = 1 << 24
 
 
@@ -33,6 +36,8 @@ def _check_images(images: torch.Tensor) -> None:
         raise ValueError("images must be a (B, C, H, W) tensor")
     if not images.is_floating_point():
         raise ValueError(f"images must be float in [0, 1], got {images.dtype}")
+    if images.numel() == 0:
+        raise ValueError(f"images must not be empty, got shape {tuple(images.shape)}")
 
 
 def _check_window(size: int, *, name: str) -> None:
@@ -53,7 +58,8 @@ def _windows(padded: torch.Tensor, *, size: int, pad: int) -> torch.Tensor:
     return inner.unfold(1, size, 1).unfold(2, size, 1)  # (N, Hp, Wp) -> (N, H, W, size, size)
 
 
-def _by_row_bands(planes: torch.Tensor, *, pad: int, values_per_pixel: int, band_fn) -> torch.Tensor:
+def _by_row_bands(planes: torch.Tensor, *, pad: int, values_per_pixel: int,
+                  band_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Apply `band_fn(padded_band) -> (N, rows, W)` to bands of output rows sized to the memory budget."""
     n, h, w = planes.shape
     padded = _pad(planes, pad)

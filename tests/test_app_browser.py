@@ -1,0 +1,98 @@
+"""The demo in a real browser: Playwright drives Debian's chromium against the app launched in-process.
+
+One visit, step by step as a new user makes it: pick a gallery image, move the intensity slider, run and
+see both images and the scores, upload a file and run again (also as "already noisy"), send a broken file
+and see the error toast.
+The screenshot of the first result is the one the README shows (docs/screenshot.png).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from app_fixtures import REPO, app_url, bad_files, photo  # noqa: F401
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = REPO / "docs" / "screenshot.png"
+RUN_TIMEOUT_MS = 60_000  # the first model call on a busy 2-core machine can take several seconds
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="Debian chromium is not installed: apt-get install -y chromium")
+
+
+@pytest.fixture(scope="module")
+def page(app_url):  # noqa: F811 - pytest fixture injection
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(app_url)
+        page.locator("#run").wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
+        yield page
+        browser.close()
+
+
+def wait_for_summary(page, text: str) -> str:
+    summary = page.locator("#summary")
+    summary.get_by_text(text).first.wait_for(timeout=RUN_TIMEOUT_MS)
+    return summary.inner_text()
+
+
+def test_a_first_visit(page, tmp_path):
+    from playwright.sync_api import expect
+
+    # 1. pick a gallery image: it lands in the input and is processed at once, with the default settings
+    thumbnails = page.get_by_label("Thumbnail 1 of ", exact=False)
+    expect(thumbnails.first).to_be_visible()
+    page.get_by_label("Thumbnail 12 of 100").click()  # row 2, column 2: the second automobile
+    expect(page.locator("#input-image img")).to_be_visible()
+    assert "25% of pixels hit" in wait_for_summary(page, "25% of pixels hit")
+
+    # 2. move the slider, 3. run, and see both images, the before/after slider and the scores
+    page.locator("#intensity input[type=range]").fill("0.5")
+    expect(page.locator("#intensity input[type=number]")).to_have_value("0.5")
+    page.locator("#run").click()
+    text = wait_for_summary(page, "50% of pixels hit")
+    assert "PSNR" in text and "SSIM" in text and "32×32 colour" in text
+    for selector in ("#noisy img", "#denoised img"):
+        expect(page.locator(selector)).to_be_visible()
+    expect(page.locator("#compare img")).to_have_count(2)
+    expect(page.locator("#download")).to_contain_text("automobile_")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # 4. upload a file of one's own and run again
+    upload = tmp_path / "my photo.png"
+    Image.fromarray(photo(96, 64)).save(upload)
+    page.locator("#input-image input[type=file]").set_input_files(str(upload))
+    expect(page.locator("#input-image img")).to_be_visible()
+    page.locator("#run").click()
+    assert "96×64 colour" in wait_for_summary(page, "96×64")
+    expect(page.locator("#download")).to_contain_text("my-photo-denoised")
+
+    # "my image is already noisy": the button now only denoises, and there is nothing to score against
+    page.locator("#already-noisy input[type=checkbox]").check()
+    expect(page.locator("#run")).to_have_text("Denoise")
+    expect(page.locator("#intensity input[type=range]")).to_be_disabled()
+    page.locator("#run").click()
+    wait_for_summary(page, "already noisy")
+    page.locator("#already-noisy input[type=checkbox]").uncheck()
+    expect(page.locator("#run")).to_have_text("Add noise, then denoise")
+
+    # 5. send a file that is not an image: an error toast says so, and nothing else breaks
+    bad = tmp_path / "holiday.png"
+    bad.write_bytes(bad_files()["notes.png"][0])
+    page.locator("#input-image input[type=file]").set_input_files(str(bad))
+    page.locator("#run").click()
+    toast = page.locator('[data-testid="toast-body"]')
+    expect(toast).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(toast.locator('[data-testid="toast-text"]')).to_contain_text("not an image")
+    expect(toast).to_have_css("opacity", "1")
+    page.screenshot(path=str(tmp_path / "error.png"))
+    assert "already noisy" in page.locator("#summary").inner_text(), "the last result's text stays on screen"
