@@ -7,7 +7,7 @@ import torch
 
 from denoiser.checkpoint import build_model, load_model, save_checkpoint
 from denoiser.models import ArticleAutoencoder, ArticleConfig, UNetConfig, UNetDenoiser
-from denoiser.noise import salt_and_pepper
+from denoiser.noise import impulse_mask, salt_and_pepper
 
 SMALL = {"article": {}, "unet": {"widths": [8, 16], "blocks": [1, 1]}}
 
@@ -105,3 +105,21 @@ def test_loading_refuses_broken_checkpoints(tmp_path) -> None:
         load_model(tmp_path / "missing")
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("transformer", {})
+
+
+def test_unet_keeps_clipped_regions_and_repaints_impulses_inside_them() -> None:
+    m = UNetDenoiser(UNetConfig(widths=(8, 16), blocks=(1, 1))).eval()  # untrained: output = first guess
+    clean = torch.full((1, 1, 64, 64), 0.5)
+    clean[..., :, :32] = 1.0  # a clipped highlight: the whole left half is exactly white
+    noisy = salt_and_pepper(clean, amount=0.3, generator=torch.Generator().manual_seed(0))
+    mask = m.impulses(noisy)
+    white = noisy[..., :, 4:28] == 1
+    assert not mask[..., :, 4:28][white].any()  # white pixels in the highlight are not impulses
+    assert mask[..., :, 4:28][~white].all()  # the pepper inside it is
+    with torch.no_grad():
+        out = m(noisy)
+    assert torch.allclose(out[..., :, 4:28], torch.ones_like(out[..., :, 4:28]))
+    random_noise = salt_and_pepper(torch.full((1, 1, 128, 128), 0.5), amount=0.9,
+                                   generator=torch.Generator().manual_seed(1))
+    # Dense random noise is still taken as noise, all but about 1% of it (chance clusters of one colour).
+    assert m.impulses(random_noise).float().mean() > 0.98 * impulse_mask(random_noise).float().mean()
