@@ -54,7 +54,8 @@ def _local_folder(source: str | Path) -> Path:
     path = Path(source)
     if path.is_dir():
         return path
-    if path.exists() or str(source).startswith((".", "/")) or str(source).count("/") != 1:
+    looks_local = str(source).startswith((".", "/")) or str(source).count("/") != 1 or path.parent.is_dir()
+    if path.exists() or looks_local:
         raise ValueError(f"{source} is neither a checkpoint folder nor a Hugging Face Hub repo id (owner/name)")
     from huggingface_hub import snapshot_download  # only needed for the Hub; keeps offline use import-light
 

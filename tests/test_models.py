@@ -103,6 +103,8 @@ def test_loading_refuses_broken_checkpoints(tmp_path) -> None:
         load_model(tmp_path / "empty")
     with pytest.raises(ValueError, match="neither a checkpoint folder"):
         load_model(tmp_path / "missing")
+    with pytest.raises(ValueError, match="neither a checkpoint folder"):
+        load_model("checkpoints/no-such-model")  # a typo in a local path is not sent to the Hub
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model("transformer", {})
 
