@@ -57,7 +57,7 @@ from denoiser.filters import AdaptiveMedianDenoiser, MedianDenoiser  # noqa: E40
 from denoiser.imaging import array_to_tensor, tensor_to_array  # noqa: E402
 from denoiser.inference import ARTICLE_CHECKPOINT, Denoiser, default_device, load_denoiser  # noqa: E402
 from denoiser.metrics import MAX_PSNR_DB, psnr, ssim  # noqa: E402
-from denoiser.noise import salt_and_pepper  # noqa: E402
+from denoiser.noise import salt_and_pepper_array  # noqa: E402
 
 log = logging.getLogger("app")
 
@@ -264,14 +264,6 @@ def _upload_path(payload: Any) -> tuple[str, str | None]:
 # ---------------------------------------------------------------------------------------------------------
 # Pure steps: noise, denoise, measure, save.
 
-def add_noise(pixels: np.ndarray, *, amount: float, seed: int) -> np.ndarray:
-    """Salt-and-pepper noise on `amount` of the pixels, drawn from a generator seeded with `seed`."""
-    generator = torch.Generator().manual_seed(seed)
-    batch = array_to_tensor(pixels).unsqueeze(0)  # (C, H, W) -> (1, C, H, W)
-    noisy = salt_and_pepper(batch, amount=amount, generator=generator)
-    return tensor_to_array(noisy[0], like=pixels)
-
-
 @gpu
 def run_method(key: str, pixels: np.ndarray) -> tuple[np.ndarray, float]:
     """Denoise with the chosen method; returns the result and the seconds the method itself took."""
@@ -296,7 +288,7 @@ def warm_up() -> None:
     """Pay one-time costs at start, not in the first visitor's request: SSIM's first call imports
     torchmetrics (and with it torchvision), which takes seconds."""
     clean = np.full((SSIM_MIN_SIDE, SSIM_MIN_SIDE, 3), 0.5, dtype=np.float32)
-    noisy = add_noise(clean, amount=0.5, seed=0)
+    noisy = salt_and_pepper_array(clean, amount=0.5, seed=0)
     quality(clean, noisy, clean)
 
 
@@ -428,7 +420,7 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
     path, orig_stem = _upload_path(image)
     chosen, amount, seed, already_noisy = _method(method), _amount(intensity), _seed(seed), bool(already_noisy)
     loaded = read_upload(path, name=orig_stem)
-    noisy = loaded.pixels if already_noisy else add_noise(loaded.pixels, amount=amount, seed=seed)
+    noisy = loaded.pixels if already_noisy else salt_and_pepper_array(loaded.pixels, amount=amount, seed=seed)
     denoised, model_seconds = run_method(chosen.key, noisy)
     scores = (None,) * 4 if already_noisy else quality(loaded.pixels, noisy, denoised)
     # Each PNG is encoded once and handed to every output as a file, rather than as pixels that each
@@ -457,7 +449,7 @@ def noise_only(image: Any, intensity: Any, seed: Any):
     path, orig_stem = _upload_path(image)
     amount, seed = _amount(intensity), _seed(seed)
     loaded = read_upload(path, name=orig_stem)
-    noisy = to_pil(add_noise(loaded.pixels, amount=amount, seed=seed), loaded.alpha)
+    noisy = to_pil(salt_and_pepper_array(loaded.pixels, amount=amount, seed=seed), loaded.alpha)
     return save_png(noisy, new_result_folder() / f"{_slug(loaded.name)}-noisy.png")
 
 

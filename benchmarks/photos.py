@@ -22,9 +22,9 @@ from PIL import Image
 
 from denoiser import load_denoiser
 from denoiser.filters import AdaptiveMedianDenoiser
-from denoiser.imaging import array_to_tensor, tensor_to_array
+from denoiser.imaging import array_to_tensor
 from denoiser.metrics import psnr, ssim
-from denoiser.noise import salt_and_pepper
+from denoiser.noise import salt_and_pepper_array
 
 AMOUNTS = (0.1, 0.3, 0.5, 0.7)
 
@@ -36,12 +36,6 @@ def photos() -> dict[str, np.ndarray]:
     big = np.asarray(Image.fromarray(astronaut).resize((2048, 2048), Image.Resampling.LANCZOS))
     return {"astronaut 512x512 RGB": astronaut, "coffee 400x600 RGB": data.coffee(),
             "camera 512x512 gray": data.camera(), "astronaut 2048x2048 RGB": big}
-
-
-def add_noise(image: np.ndarray, amount: float, seed: int) -> np.ndarray:
-    x = array_to_tensor(image).unsqueeze(0)  # (C, H, W) -> (1, C, H, W)
-    noisy = salt_and_pepper(x, amount=amount, generator=torch.Generator().manual_seed(seed))
-    return tensor_to_array(noisy[0], like=image)
 
 
 def scores(out: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
@@ -72,7 +66,7 @@ def main() -> None:
     crops = []
     for name, clean in photos().items():
         for i, amount in enumerate(AMOUNTS):
-            noisy = add_noise(clean, amount, seed=i)
+            noisy = salt_and_pepper_array(clean, amount=amount, seed=i)
             cells = [scores(noisy, clean), scores(adaptive.denoise(noisy), clean)]
             denoised = model.denoise(noisy)
             cells.append(scores(denoised, clean))
@@ -83,7 +77,7 @@ def main() -> None:
     print("| photo | default model (s) | adaptive median (s) |")
     print("| --- | --- | --- |")
     for name, clean in photos().items():
-        noisy = add_noise(clean, 0.3, seed=0)
+        noisy = salt_and_pepper_array(clean, amount=0.3, seed=0)
         t_model = median_seconds(model.denoise, noisy, args.runs)
         t_adaptive = median_seconds(adaptive.denoise, noisy, args.runs)
         print(f"| {name} | {t_model:.3f} | {t_adaptive:.3f} |")

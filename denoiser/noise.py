@@ -25,7 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+from denoiser.imaging import array_to_tensor, tensor_to_array
 
 
 def _uniform(shape: tuple[int, ...], *, like: torch.Tensor, generator: torch.Generator | None,
@@ -89,6 +92,13 @@ def article_noise(images: torch.Tensor, *, intensity: float = 0.2,
         pepper = (u >= (pepper_k - 0.5) / 10) & (u < (pepper_k + 0.5) / 10)
         out = torch.where(pepper, torch.zeros_like(images), out)
     return out
+
+
+def salt_and_pepper_array(image: np.ndarray, *, amount: float, seed: int) -> np.ndarray:
+    """`salt_and_pepper` for one numpy image (see `denoiser.imaging`), seeded; same shape and dtype back."""
+    batch = array_to_tensor(image).unsqueeze(0)  # (C, H, W) -> (1, C, H, W)
+    noisy = salt_and_pepper(batch, amount=amount, generator=torch.Generator().manual_seed(seed))
+    return tensor_to_array(noisy[0], like=image)
 
 
 def impulse_mask(images: torch.Tensor) -> torch.Tensor:

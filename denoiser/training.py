@@ -192,7 +192,7 @@ def epoch_batches(n: int, *, cfg: TrainConfig, epoch: int, rt: Runtime) -> list[
     return list(shard.split(cfg.batch_size))
 
 
-def make_val_pairs(val: ImageSet, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def make_val_pairs(val: ImageSet, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Clean and noisy validation images, drawn once with a fixed seed (kept on the CPU)."""
     clean = prepare_batch(val.images, cfg.val_preprocess)
     noisy = cfg.val_noise.apply(clean, generator=_generator(torch.device("cpu"), VAL_NOISE_SEED))
@@ -311,7 +311,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
 
     train_set = load_split(cfg.data, split="train", limit=cfg.train_limit)
     val_set = load_split(cfg.data, split="test", limit=cfg.val_limit)
-    val_clean, val_noisy = make_val_pairs(val_set, cfg, rt.device)
+    val_clean, val_noisy = make_val_pairs(val_set, cfg)
     show = one_per_class(val_set.labels, num_classes=len(val_set.classes))
     frozen = make_frozen_noise(train_set, cfg) if cfg.frozen_noise else None
     train_images = train_set.images.pin_memory() if rt.device.type == "cuda" else train_set.images

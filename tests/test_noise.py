@@ -86,3 +86,16 @@ def test_bad_images_are_refused() -> None:
         salt_and_pepper(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), amount=0.1)
     with pytest.raises(ValueError, match="rule"):
         NoiseRecipe(rule="gaussian")
+
+
+def test_numpy_images_keep_shape_dtype_and_seed() -> None:
+    import numpy as np
+
+    from denoiser.noise import salt_and_pepper_array
+
+    image = np.full((40, 30, 3), 128, np.uint8)
+    a = salt_and_pepper_array(image, amount=0.3, seed=5)
+    assert a.shape == image.shape and a.dtype == np.uint8
+    assert np.array_equal(a, salt_and_pepper_array(image, amount=0.3, seed=5))
+    hit = ((a == 0) | (a == 255)).all(axis=2).mean()
+    assert hit == pytest.approx(0.3, abs=0.05)
