@@ -22,14 +22,14 @@ from pathlib import Path
 
 from denoiser.data import Preprocess
 from denoiser.noise import NoiseRecipe
-from denoiser.training import TrainConfig, train
+from denoiser.training import LOSSES, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent
 
 RECIPES = {
     "default": TrainConfig(
         architecture="unet", out="runs/default", publish=str(ROOT / "checkpoints" / "default"),
-        epochs=6, batch_size=64, lr=2e-3, schedule="cosine", shuffle="epoch", frozen_noise=False,
+        epochs=35, batch_size=64, lr=2e-3, schedule="cosine", loss="psnr", shuffle="epoch", frozen_noise=False,
         noise=NoiseRecipe(rule="range", amount_min=0.0, amount_max=0.95, salt_share_min=0.3, salt_share_max=0.7),
         val_noise=NoiseRecipe(rule="range", amount_min=0.5, amount_max=0.5),
         preprocess=Preprocess(random_channel_prob=0.5, flip=True, normalize_prob=0.2),
@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="per process")
     p.add_argument("--lr", type=float)
     p.add_argument("--schedule", choices=["constant", "cosine"])
+    p.add_argument("--loss", choices=list(LOSSES), help="mse (the article) or psnr (mean per-image log MSE)")
     p.add_argument("--noise", choices=["range", "article"], help="training noise rule")
     p.add_argument("--intensity", type=float, help="article rule intensity")
     p.add_argument("--amount", type=float, nargs=2, metavar=("MIN", "MAX"), help="range rule: amount range")
@@ -79,8 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
     cfg = replace(RECIPES[args.recipe], data=args.data, command=shlex.join(["python", "train.py", *argv]))
     simple = {"out": args.out, "architecture": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
-              "lr": args.lr, "schedule": args.schedule, "frozen_noise": args.frozen_noise, "seed": args.seed,
-              "device": args.device, "train_limit": args.train_limit, "val_limit": args.val_limit,
+              "lr": args.lr, "schedule": args.schedule, "loss": args.loss, "frozen_noise": args.frozen_noise,
+              "seed": args.seed, "device": args.device, "train_limit": args.train_limit, "val_limit": args.val_limit,
               "save_every": args.save_every, "half": args.half, "publish": args.publish}
     cfg = replace(cfg, **{k: v for k, v in simple.items() if v is not None}, resume=args.resume)
     if args.no_publish:

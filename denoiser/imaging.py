@@ -32,8 +32,10 @@ def _check_array(image: object) -> np.ndarray:
 def array_to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W) or (H, W, 3) uint8 / float array -> (C, H, W) float32 tensor in [0, 1]."""
     image = _check_array(image)
-    t = torch.from_numpy(np.ascontiguousarray(image))
-    t = t.float() / 255.0 if image.dtype == np.uint8 else t.float()
+    # A fresh float32 copy: read-only inputs (np.asarray of a PIL image) cannot be shared with torch.
+    t = torch.from_numpy(np.array(image, dtype=np.float32, order="C"))
+    if image.dtype == np.uint8:
+        t /= 255.0
     if t.ndim == 2:
         return t.unsqueeze(0)  # (H, W) -> (1, H, W)
     return t.permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)

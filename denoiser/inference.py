@@ -66,7 +66,8 @@ class ModelDenoiser(Denoiser):
     """A fully convolutional model (the default U-Net), tiled above `tile_size` x `tile_size` pixels."""
 
     def __init__(self, model: UNetDenoiser, *, name: str = "Default model", tile_size: int = 512) -> None:
-        self.model, self.name = model.eval(), name
+        # channels_last: oneDNN's faster convolution layout, ~1.4x at 32x32 on this CPU.
+        self.model, self.name = model.eval().to(memory_format=torch.channels_last), name
         self.device = next(model.parameters()).device
         multiple = model.config.multiple
         if tile_size % multiple:

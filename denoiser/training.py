@@ -48,6 +48,7 @@ class TrainConfig:
     batch_size: int = 64  # per process
     lr: float = 1e-3
     schedule: str = "constant"  # "constant" (the article) or "cosine" (decay to 0 over the run)
+    loss: str = "mse"  # "mse" (the article) or "psnr": see image_loss
     shuffle: str = "epoch"  # "epoch": a new order each epoch; "once": one seeded order for every epoch, which is
     # what the article gets from CIFAR-10's pre-mixed file order with an unshuffled DataLoader (folders and zips
     # list images class by class, so "none" would feed whole batches of one class); "none": file order
@@ -205,6 +206,27 @@ def make_frozen_noise(train: ImageSet, cfg: TrainConfig) -> torch.Tensor:
     return cfg.noise.apply(clean, generator=_generator(torch.device("cpu"), cfg.seed))
 
 
+# ----------------------------------------------------------------------------- loss
+
+
+LOSSES = ("mse", "psnr")
+PSNR_LOSS_FLOOR = 1e-5  # per-image MSE floor of the "psnr" loss (50 dB): errors below it are invisible
+
+
+def image_loss(output: torch.Tensor, target: torch.Tensor, *, kind: str) -> torch.Tensor:
+    """The training loss. "mse": plain mean squared error, as in the article.
+
+    "psnr": the mean over images of 10 log10(MSE), i.e. minus the mean PSNR the benchmark reports. With a
+    blind model trained on amounts from 0 to 0.95, plain MSE is dominated by the heaviest noise (an image at
+    amount 0.9 has ~100x the error of one at 0.1), so light noise, the common case, is barely trained. On
+    the log scale a dB gained counts the same at every amount.
+    """
+    if kind == "mse":
+        return F.mse_loss(output, target)
+    per_image = (output - target).square().flatten(1).mean(1)  # (B, C, H, W) -> (B,)
+    return 10 * torch.log10(per_image + PSNR_LOSS_FLOOR).mean()
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -283,7 +305,7 @@ def model_card(cfg: TrainConfig, model: DenoisingModel, progress: Progress, fina
         f"config `{json.dumps(asdict(model.config))}`.", "",
         "## Training", "",
         f"- Data: `{cfg.data}` ({last.get('train_images', '?')} training images), {cfg.epochs} epochs, "
-        f"batch {cfg.batch_size} per process, Adam lr {cfg.lr} ({cfg.schedule}), MSE.",
+        f"batch {cfg.batch_size} per process, Adam lr {cfg.lr} ({cfg.schedule}), {cfg.loss} loss.",
         f"- Noise: `{json.dumps(asdict(cfg.noise))}`, {'frozen once' if cfg.frozen_noise else 'fresh every batch'}.",
         f"- Preprocessing: `{json.dumps(asdict(cfg.preprocess))}`.",
         f"- Command: `{cfg.command or 'python train.py'}`",
@@ -303,6 +325,8 @@ def model_card(cfg: TrainConfig, model: DenoisingModel, progress: Progress, fina
 
 def train(cfg: TrainConfig) -> dict[str, float]:
     """Run (or resume) training as configured; returns the final validation figures."""
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     rt = setup_runtime(cfg.device)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
@@ -316,7 +340,8 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     frozen = make_frozen_noise(train_set, cfg) if cfg.frozen_noise else None
     train_images = train_set.images.pin_memory() if rt.device.type == "cuda" else train_set.images
 
-    model = build_model(cfg.architecture, cfg.model_config).to(rt.device)
+    # channels_last: oneDNN's faster convolution layout on CPUs (~1.2x training here), and tensor cores' on GPUs.
+    model = build_model(cfg.architecture, cfg.model_config).to(rt.device, memory_format=torch.channels_last)
     net: torch.nn.Module = DistributedDataParallel(model) if rt.world > 1 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps_per_epoch = len(epoch_batches(len(train_set), cfg=cfg, epoch=0, rt=rt))
@@ -348,7 +373,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
                                   generator=noise_gen)
             noisy = frozen[idx].to(rt.device) if frozen is not None else cfg.noise.apply(clean, generator=noise_gen)
             with torch.autocast(rt.device.type, dtype=rt.autocast_dtype, enabled=rt.autocast_dtype is not None):
-                loss = F.mse_loss(net(noisy).float(), clean)
+                loss = image_loss(net(noisy).float(), clean, kind=cfg.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

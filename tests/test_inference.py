@@ -61,6 +61,18 @@ def test_tiled_matches_untiled_above_the_threshold() -> None:
     assert denoiser.peak_tile_pixels < 600 * 560 * 2
 
 
+def test_channels_last_layout_does_not_change_outputs() -> None:
+    torch.manual_seed(0)
+    model = UNetDenoiser(UNetConfig()).eval()
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    noisy = salt_and_pepper(torch.rand(4, 1, 32, 32), amount=0.5, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        plain = model(noisy).clamp(0, 1)
+    fast = ModelDenoiser(model).denoise_batch(noisy)  # converts the weights to channels_last
+    assert model.head.weight.is_contiguous(memory_format=torch.channels_last)
+    assert (fast - plain).abs().max().item() < 1e-5
+
+
 def test_article_runs_in_32x32_tiles_per_channel(tmp_path: Path) -> None:
     torch.manual_seed(0)
     save_checkpoint(build_model("article", SMALL["article"]), tmp_path / "a")
@@ -87,3 +99,18 @@ def test_shipped_checkpoints_denoise(folder: Path) -> None:
 
 def test_load_denoiser_without_source_loads_the_default() -> None:
     assert load_denoiser(device="cpu").name == "Default model"
+
+
+def test_read_only_arrays_denoise_without_warnings() -> None:
+    # np.asarray(PIL image) is read-only; torch warns (once per process) when such memory is shared, so a
+    # fresh interpreter with warnings as errors is the only place this can be seen.
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import numpy as np; from denoiser import load_denoiser\n"
+            "image = np.full((20, 24, 3), 128, np.uint8); image[::3, ::2] = 255; image.setflags(write=False)\n"
+            "out = load_denoiser(device='cpu').denoise(image); assert out.shape == image.shape")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -123,5 +123,8 @@ def test_unet_keeps_clipped_regions_and_repaints_impulses_inside_them() -> None:
     assert torch.allclose(out[..., :, 4:28], torch.ones_like(out[..., :, 4:28]))
     random_noise = salt_and_pepper(torch.full((1, 1, 128, 128), 0.5), amount=0.9,
                                    generator=torch.Generator().manual_seed(1))
-    # Dense random noise is still taken as noise, all but about 1% of it (chance clusters of one colour).
-    assert m.impulses(random_noise).float().mean() > 0.98 * impulse_mask(random_noise).float().mean()
+    # Dense random noise is still taken as noise, borders included: a chance cluster of one colour passes the
+    # test about once in 2,500 pixels in a full window, and small border windows need a larger majority
+    # (a plain 60% share in a border-clipped window let 154 of these ~14,700 impulses through).
+    missed = (impulse_mask(random_noise) & ~m.impulses(random_noise)).sum().item()
+    assert missed <= 30
