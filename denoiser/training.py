@@ -231,9 +231,9 @@ def image_loss(output: torch.Tensor, target: torch.Tensor, *, kind: str) -> torc
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, clean: torch.Tensor, noisy: torch.Tensor, *, rt: Runtime,
+def evaluate(model: torch.nn.Module, clean: torch.Tensor, noisy: torch.Tensor, *, rt: Runtime, loss: str,
              batch_size: int = 500, with_ssim: bool = False) -> dict[str, float]:
-    """Mean loss, PSNR (and SSIM) over this rank's share of the validation set, averaged across ranks."""
+    """Mean loss (the training loss, so the two compare), PSNR (and SSIM) over the validation set."""
     model.eval()
     idx = torch.arange(len(clean))[rt.rank::rt.world]
     totals = torch.zeros(4, dtype=torch.float64, device=rt.device)  # loss, psnr, ssim sums; count
@@ -242,7 +242,7 @@ def evaluate(model: torch.nn.Module, clean: torch.Tensor, noisy: torch.Tensor, *
         with torch.autocast(rt.device.type, dtype=rt.autocast_dtype, enabled=rt.autocast_dtype is not None):
             out = model(inputs)
         out = out.float()
-        totals[0] += F.mse_loss(out, target, reduction="none").flatten(1).mean(1).sum()
+        totals[0] += image_loss(out, target, kind=loss) * len(batch)
         out = out.clamp(0, 1)
         totals[1] += psnr(out, target).sum()
         if with_ssim:
@@ -276,14 +276,14 @@ def save_visual(model: torch.nn.Module, clean: torch.Tensor, noisy: torch.Tensor
     os.replace(tmp, path)
 
 
-def save_plots(history: list[dict], out: Path) -> None:
+def save_plots(history: list[dict], out: Path, *, loss: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
-    for name, keys, ylabel in (("loss.png", ("train_loss", "val_loss"), "MSE"), ("psnr.png", ("val_psnr",), "dB")):
+    for name, keys, ylabel in (("loss.png", ("train_loss", "val_loss"), "MSE" if loss == "mse" else "-PSNR (dB)"), ("psnr.png", ("val_psnr",), "dB")):
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
         for key in keys:
             ax.plot(epochs, [h[key] for h in history], marker="o", label=key.replace("_", " "))
@@ -394,7 +394,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
             dist.all_reduce(stats)
             loss_sum, seen = stats[0], int(stats[1].item())
         is_last = epoch + 1 == cfg.epochs
-        figures = evaluate(model, val_clean, val_noisy, rt=rt, with_ssim=is_last)
+        figures = evaluate(model, val_clean, val_noisy, rt=rt, loss=cfg.loss, with_ssim=is_last)
         record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(seen, 1), **figures,
                   "images_per_s": seen / train_seconds, "seconds": time.perf_counter() - t0,
                   "train_images": len(train_set), "val_images": len(val_set), "device": str(rt.device),
@@ -410,7 +410,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
             card = model_card(cfg, model, progress, record) if is_last else ""
             save_checkpoint(model, out / "checkpoint", card=card, half=cfg.half and is_last)
             (out / "history.json").write_text(json.dumps(progress.history, indent=2) + "\n")
-            save_plots(progress.history, out)
+            save_plots(progress.history, out, loss=cfg.loss)
         save_resume(rt, resume_path, model=model, optimizer=optimizer, scheduler=scheduler, progress=progress,
                     noise_gen=noise_gen)
 
