@@ -119,6 +119,11 @@ class NoiseRecipe:
     intensity: float = 0.2  # the article rule's intensity (rule="article")
     amount_min: float = 0.0  # per-image amount ~ U[amount_min, amount_max] (rule="range")
     amount_max: float = 0.9
+    # A share of images can instead take its amount from a narrower "focus" range, to spend more of the
+    # training on the amounts a model finds hardest (rule="range"; 0 keeps the plain uniform draw).
+    focus_share: float = 0.0
+    focus_min: float = 0.4
+    focus_max: float = 0.85
     salt_share_min: float = 0.5  # per-image salt share ~ U[min, max]; 0.5/0.5 is plain half-and-half
     salt_share_max: float = 0.5
     per_channel: bool = False  # colour only: independent impulses per channel
@@ -128,6 +133,10 @@ class NoiseRecipe:
             raise ValueError(f"noise rule must be 'range' or 'article', got {self.rule!r}")
         if not 0.0 <= self.amount_min <= self.amount_max <= 1.0:
             raise ValueError("need 0 <= amount_min <= amount_max <= 1")
+        if not 0.0 <= self.focus_min <= self.focus_max <= 1.0:
+            raise ValueError("need 0 <= focus_min <= focus_max <= 1")
+        if not 0.0 <= self.focus_share <= 1.0:
+            raise ValueError("focus_share must be in [0, 1]")
         if not 0.0 <= self.salt_share_min <= self.salt_share_max <= 1.0:
             raise ValueError("need 0 <= salt_share_min <= salt_share_max <= 1")
 
@@ -136,6 +145,9 @@ class NoiseRecipe:
             return article_noise(clean, intensity=self.intensity, generator=generator)
         b = clean.shape[0]
         amount = _uniform_between(self.amount_min, self.amount_max, b, like=clean, generator=generator)
+        if self.focus_share > 0:  # drawn only when asked for, so recipes without it keep their noise stream
+            focus = _uniform_between(self.focus_min, self.focus_max, b, like=clean, generator=generator)
+            amount = torch.where(_uniform((b,), like=clean, generator=generator) < self.focus_share, focus, amount)
         share = _uniform_between(self.salt_share_min, self.salt_share_max, b, like=clean, generator=generator)
         return salt_and_pepper(clean, amount=amount, salt_share=share, per_channel=self.per_channel,
                                generator=generator)

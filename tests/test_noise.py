@@ -68,6 +68,25 @@ def test_recipe_draws_amounts_in_range() -> None:
     assert measured.min() > 0.18 and measured.max() < 0.42
 
 
+def test_recipe_focus_share_draws_from_the_focus_range() -> None:
+    # Two disjoint ranges, so each image's measured amount says which one it came from.
+    recipe = NoiseRecipe(amount_min=0.0, amount_max=0.1, focus_share=0.75, focus_min=0.6, focus_max=0.7)
+    noisy = recipe.apply(mid_gray(b=400, size=32), generator=torch.Generator().manual_seed(0))
+    measured = impulse_mask(noisy).float().mean(dim=(1, 2, 3))
+    focused = measured > 0.35
+    assert bool(((measured < 0.15) | ((measured > 0.55) & (measured < 0.75))).all())
+    assert 0.68 < focused.float().mean().item() < 0.82  # 0.75 of 400 draws: 5 sigma is about +-0.11
+
+
+def test_recipe_without_focus_keeps_its_noise_stream() -> None:
+    plain = NoiseRecipe(amount_min=0.1, amount_max=0.9)
+    unused_focus = NoiseRecipe(amount_min=0.1, amount_max=0.9, focus_min=0.2, focus_max=0.3)
+    images = mid_gray(b=8)
+    a = plain.apply(images, generator=torch.Generator().manual_seed(3))
+    b = unused_focus.apply(images, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"amount": 1.5}, "amount must be in"),
     ({"amount": -0.1}, "amount must be in"),
@@ -86,6 +105,10 @@ def test_bad_images_are_refused() -> None:
         salt_and_pepper(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), amount=0.1)
     with pytest.raises(ValueError, match="rule"):
         NoiseRecipe(rule="gaussian")
+    with pytest.raises(ValueError, match="focus_share"):
+        NoiseRecipe(focus_share=1.5)
+    with pytest.raises(ValueError, match="focus_min <= focus_max"):
+        NoiseRecipe(focus_min=0.8, focus_max=0.5)
 
 
 def test_numpy_images_keep_shape_dtype_and_seed() -> None:

@@ -119,3 +119,11 @@ def test_unknown_loss_is_refused(image_folder: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="loss must be one of mse, psnr"):
         run(TrainConfig(data=str(image_folder), out=str(tmp_path / "run"), loss="l1"))
     assert not (tmp_path / "run").exists()
+
+
+def test_focus_flag_reaches_the_noise_recipe_and_bad_values_are_refused(capsys) -> None:
+    argv = ["--focus", "0.2", "0.5", "0.8"]
+    noise = train.config_from_args(train.parse_args(argv), argv).noise
+    assert (noise.focus_share, noise.focus_min, noise.focus_max) == (0.2, 0.5, 0.8)
+    assert train.main(["--focus", "0.5", "0.9", "0.4", "--no-publish"]) == 2
+    assert "focus_min <= focus_max" in capsys.readouterr().err
