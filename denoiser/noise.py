@@ -121,8 +121,8 @@ class NoiseRecipe:
     amount_max: float = 0.9
     # A share of images can instead take its amount from a narrower "focus" range, to spend more of the
     # training on the amounts a model finds hardest (rule="range"; 0 keeps the plain uniform draw).
-    focus_share: float = 0.0
-    focus_min: float = 0.4
+    focus_share: float = 0.0  # share of images drawn from the focus range instead of [amount_min, amount_max]
+    focus_min: float = 0.4  # focus range: where the default model's margin over its targets is thinnest
     focus_max: float = 0.85
     salt_share_min: float = 0.5  # per-image salt share ~ U[min, max]; 0.5/0.5 is plain half-and-half
     salt_share_max: float = 0.5

@@ -283,7 +283,8 @@ def save_plots(history: list[dict], out: Path, *, loss: str) -> None:
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
-    for name, keys, ylabel in (("loss.png", ("train_loss", "val_loss"), "MSE" if loss == "mse" else "-PSNR (dB)"), ("psnr.png", ("val_psnr",), "dB")):
+    loss_unit = "MSE" if loss == "mse" else "-PSNR (dB)"
+    for name, keys, ylabel in (("loss.png", ("train_loss", "val_loss"), loss_unit), ("psnr.png", ("val_psnr",), "dB")):
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
         for key in keys:
             ax.plot(epochs, [h[key] for h in history], marker="o", label=key.replace("_", " "))

@@ -45,8 +45,9 @@ class UNetConfig:
     # at amount 1 would: share > 1/2 + saturation_z * sqrt(1/4 / n), n = the window's pixels inside the image.
     # The test is local (tiles agree with whole images) and stricter near borders, where windows are small.
     # With z = 2.5, a full 9x9 window needs 52 of 81: dense noise (amount 0.9, half salt) gets there about once
-    # in 2,500 pixels (-0.16 dB on CIFAR-10 at 0.9), while a clipped region (share 1 - amount/2) keeps passing
-    # up to amount 0.72 (z = 3 stops at 0.66: scikit-image's astronaut at 0.7 loses 3 dB). 0: no check.
+    # in 1,800 pixels, while a clipped region (share 1 - amount/2) keeps passing up to amount 0.72. z = 2.0
+    # passes clipped regions up to 0.78 (scikit-image's astronaut at 0.7: +1.7 dB with the shipped weights) but
+    # lets more noise through (CIFAR-10 at 0.9: -0.37 dB). 0: no check.
     saturation_window: int = 9
     saturation_z: float = 2.5
 
