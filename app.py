@@ -55,7 +55,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 
 from denoiser.filters import AdaptiveMedianDenoiser, MedianDenoiser  # noqa: E402
 from denoiser.imaging import array_to_tensor, tensor_to_array  # noqa: E402
-from denoiser.inference import ARTICLE_CHECKPOINT, Denoiser, default_device, load_denoiser  # noqa: E402
+from denoiser.inference import ARTICLE_CHECKPOINT, load_denoiser  # noqa: E402
+from denoiser.interface import Denoiser, select_device  # noqa: E402
 from denoiser.metrics import MAX_PSNR_DB, psnr, ssim  # noqa: E402
 from denoiser.noise import salt_and_pepper_array  # noqa: E402
 
@@ -110,8 +111,8 @@ def load_methods() -> tuple[dict[str, Denoiser], dict[str, str]]:
     makers: dict[str, Callable[[], Denoiser]] = {
         "default": lambda: load_denoiser(_model_source("DENOISER_MODEL_REPO", None)),
         "article": lambda: load_denoiser(_model_source("DENOISER_ARTICLE_REPO", ARTICLE_CHECKPOINT)),
-        "median3": lambda: MedianDenoiser(size=3, device=default_device()),
-        "adaptive_median": lambda: AdaptiveMedianDenoiser(device=default_device()),
+        "median3": lambda: MedianDenoiser(size=3, device=select_device()),
+        "adaptive_median": lambda: AdaptiveMedianDenoiser(device=select_device()),
     }
     ready, failed = {}, {}
     for key, make in makers.items():

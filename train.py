@@ -20,6 +20,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from denoiser.architectures import ARCHITECTURES
 from denoiser.data import Preprocess
 from denoiser.noise import NoiseRecipe
 from denoiser.training import LOSSES, TrainConfig, train
@@ -57,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--publish", help="copy the finished checkpoint here (default: checkpoints/<recipe>)")
     p.add_argument("--no-publish", action="store_true", help="leave checkpoints/ alone")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its resume.pt")
-    p.add_argument("--arch", choices=["unet", "article"], help="model architecture")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), help="model architecture")
     p.add_argument("--widths", type=int, nargs="+", help="unet: channels per level")
     p.add_argument("--blocks", type=int, nargs="+", help="unet: residual blocks per level")
     p.add_argument("--epochs", type=int)

@@ -33,15 +33,21 @@ import torch
 from tqdm import tqdm
 
 from denoiser import data, noise
-from denoiser.filters import AdaptiveMedianDenoiser, MedianDenoiser
-from denoiser.inference import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT, Denoiser, load_denoiser
+from denoiser.checkpoint import is_checkpoint
+from denoiser.inference import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT
+from denoiser.interface import Denoiser, select_device
+from denoiser.methods import METHODS
 from denoiser.metrics import psnr, ssim
 
 AMOUNTS = (0.1, 0.3, 0.5, 0.7, 0.9)
 ARTICLE_INTENSITY = 0.2
 NOISY_INPUT = "Noisy input"
-ARTICLE_METHOD = "Article autoencoder"
-MODEL_METHOD = "Default model"
+ARTICLE_METHOD = METHODS["article"].label
+MODEL_METHOD = METHODS["default"].label
+GRAY_METHODS = ("median3", "median5", "adaptive_median", "article", "default")
+# The article's model knows only 32x32 grayscale, so the colour table is the default model against the
+# per-channel filters.
+COLOR_METHODS = ("median3", "adaptive_median", "default")
 
 
 class NoisyInput(Denoiser):
@@ -103,15 +109,16 @@ def color_settings() -> list[NoiseSetting]:
     return [_amount_setting(amount, prepare=data.to_float) for amount in AMOUNTS]
 
 
-def load_checkpoints(*, article: Path, model: Path, device: str) -> tuple[dict[str, Denoiser], list[str]]:
-    """The article's and the default model by table label, and a note for each checkpoint that is missing."""
-    loaded, notes = {}, []
-    for label, folder in ((ARTICLE_METHOD, article), (MODEL_METHOD, model)):
-        if all((Path(folder) / name).is_file() for name in ("config.json", "model.safetensors")):
-            loaded[label] = load_denoiser(folder, device=device)
-        else:
-            notes.append(f"{label} skipped: no checkpoint at {folder}")
-    return loaded, notes
+def build_methods(*, sources: dict[str, Path], device: torch.device) -> tuple[dict[str, Denoiser], list[str]]:
+    """Every benchmarked method by its key, and a note for each learned one whose checkpoint is missing."""
+    built, notes = {}, []
+    for key in GRAY_METHODS:
+        m = METHODS[key]
+        if m.learned and not is_checkpoint(sources[key]):
+            notes.append(f"{m.label} skipped: no checkpoint at {sources[key]}")
+            continue
+        built[key] = m.build(source=sources.get(key), device=device)
+    return built, notes
 
 
 def _sync(device: torch.device) -> None:
@@ -229,7 +236,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "a folder holding cifar-10-batches-py, or 'cifar10' to download")
     parser.add_argument("--limit", type=int, default=None, help="use N test images (a seeded sample of all classes)")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"), help="folder for results.json / .md")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: CUDA when present)")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0, help="base seed of the noise draws")
     parser.add_argument("--article", type=Path, default=ARTICLE_CHECKPOINT, help="article checkpoint folder")
@@ -241,11 +248,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        parser.error(f"--device: {args.device!r} is not a torch device (try cpu or cuda)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA GPU is available here")
+        args.device = select_device(args.device)
+    except ValueError as err:
+        parser.error(f"--device: {err}")
     return args
 
 
@@ -257,29 +262,22 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args = _parse_args(argv)
-    device = torch.device(args.device)
+    device = args.device
     started = time.perf_counter()
     try:
         images_u8 = subset(data.load_split(args.data, split="test").images, limit=args.limit, seed=args.seed)
-        checkpoints, notes = load_checkpoints(article=args.article, model=args.model, device=args.device)
+        built, notes = build_methods(sources={"article": args.article, "default": args.model}, device=device)
     except ValueError as exc:  # unreadable data or checkpoint: say which, without a traceback
         raise SystemExit(f"error: {exc}") from exc
     for note in notes:
         print(f"note: {note}", flush=True)
     noisy = NoisyInput(device=device)
-    median3, median5 = MedianDenoiser(size=3, device=device), MedianDenoiser(size=5, device=device)
-    adaptive = AdaptiveMedianDenoiser(max_window=7, device=device)
-    gray_methods = {NOISY_INPUT: noisy, median3.name: median3, median5.name: median5, adaptive.name: adaptive,
-                    **checkpoints}
-
     tables = [Table("Grayscale")]
+    gray_methods = {NOISY_INPUT: noisy, **{built[k].name: built[k] for k in GRAY_METHODS if k in built}}
     run_table(tables[0], gray_methods, gray_settings(), images_u8, batch_size=args.batch_size, seed=args.seed,
               device=device)
     if not args.no_color:
-        # The article's model knows only 32x32 grayscale, so the colour table is the default model against
-        # the per-channel filters.
-        color_methods = {NOISY_INPUT: noisy, median3.name: median3, adaptive.name: adaptive,
-                         **{k: m for k, m in checkpoints.items() if k == MODEL_METHOD}}
+        color_methods = {NOISY_INPUT: noisy, **{built[k].name: built[k] for k in COLOR_METHODS if k in built}}
         tables.append(Table("Colour"))
         run_table(tables[1], color_methods, color_settings(), images_u8, batch_size=args.batch_size,
                   seed=args.seed + 100, device=device)

@@ -1,9 +1,15 @@
-"""Checkpoints on disk: a folder with `config.json`, `model.safetensors` and a `README.md` model card.
+"""Checkpoints on disk, written and read here only: a folder with `config.json`, `model.safetensors` and a card.
 
-`config.json` names the architecture, its config and the format version, so loading rebuilds the right
-model with no code changes. Writes go to a temporary folder beside the target and are renamed into place
-file by file, so a crash never leaves a half-written file where the app looks for weights. The
-optimizer and RNG state for resuming live in a separate `resume.pt` (see `denoiser.training`).
+* `config.json`: `{"format_version", "architecture", "config"}`, so loading rebuilds the right model
+  (`denoiser.architectures`) with no code changes.
+* `model.safetensors`: the weights, fp32 or fp16 (`half=True`); loading always returns fp32.
+* `README.md`: the model card, a `huggingface_hub.ModelCard` (YAML metadata from `ModelCardData`, then
+  Markdown), so the folder is a Hugging Face Hub model repo as it stands.
+
+Writes go to a temporary folder beside the target and are renamed into place file by file, weights before
+config, so a crash never leaves a half-written file where the app looks for weights, and a reader that sees
+the new config sees the new weights. The optimizer and RNG state for resuming live in a separate
+`resume.pt` (see `denoiser.training`).
 """
 
 from __future__ import annotations
@@ -12,15 +18,20 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file, save_file
 
-from denoiser.models import FORMAT_VERSION, ArticleAutoencoder, ArticleConfig, DenoisingModel, UNetConfig, UNetDenoiser
+from denoiser.architectures import build_model
+from denoiser.models import DenoisingModel
 
-CHECKPOINT_FILES = ("config.json", "model.safetensors", "README.md")
-WRITE_ORDER = ("model.safetensors", "README.md", "config.json")  # a reader that sees the new config sees the new weights
+FORMAT_VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
+CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
+WRITE_ORDER = (WEIGHTS_FILE, CARD_FILE, CONFIG_FILE)  # a reader that sees the new config sees the new weights
 
 
 def _publish_files(staging: Path, directory: Path) -> None:
@@ -30,27 +41,34 @@ def _publish_files(staging: Path, directory: Path) -> None:
             os.replace(staging / name, directory / name)
 
 
-def build_model(architecture: str, config: dict) -> DenoisingModel:
-    """Rebuild a model from the architecture name and config dict stored in `config.json`."""
-    if architecture == "article":
-        return ArticleAutoencoder(ArticleConfig(**config))
-    if architecture == "unet":
-        return UNetDenoiser(UNetConfig(**config))
-    raise ValueError(f"unknown architecture {architecture!r} (expected 'article' or 'unet')")
+def checkpoint_config(model: DenoisingModel) -> dict:
+    """What config.json holds for `model`."""
+    return {"format_version": FORMAT_VERSION, "architecture": model.architecture, "config": asdict(model.config)}
 
 
-def save_checkpoint(model: DenoisingModel, directory: str | Path, *, card: str = "", half: bool = False) -> Path:
+def save_checkpoint(model: DenoisingModel, directory: str | Path, *, card: ModelCard | None = None,
+                    half: bool = False) -> Path:
     """Write the model (weights in fp16 when `half`) and its card into `directory`, atomically per file."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.model_card = card
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     with tempfile.TemporaryDirectory(dir=directory.parent, prefix=f".{directory.name}-") as tmp:
-        model._save_pretrained(Path(tmp), half=half)
-        _publish_files(Path(tmp), directory)
+        staging = Path(tmp)
+        save_file(state, str(staging / WEIGHTS_FILE))
+        (staging / CONFIG_FILE).write_text(json.dumps(checkpoint_config(model), indent=2) + "\n")
+        if card is not None:
+            card.save(staging / CARD_FILE)
+        _publish_files(staging, directory)
     return directory
 
 
-def _local_folder(source: str | Path) -> Path:
+def is_checkpoint(folder: str | Path) -> bool:
+    return all((Path(folder) / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE))
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A local checkpoint folder as it is, or a Hugging Face Hub repo id downloaded into the Hub's cache."""
     path = Path(source)
     if path.is_dir():
         return path
@@ -62,22 +80,35 @@ def _local_folder(source: str | Path) -> Path:
     return Path(snapshot_download(repo_id=str(source), allow_patterns=list(CHECKPOINT_FILES)))
 
 
+def read_config(folder: Path) -> dict:
+    """config.json of a checkpoint folder, checked for its format version."""
+    if not is_checkpoint(folder):
+        raise ValueError(f"{folder} is not a checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{folder / CONFIG_FILE} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise ValueError(f"{folder}: checkpoint format {version} is not supported "
+                         f"(this version of denoiser reads format {FORMAT_VERSION})")
+    return meta
+
+
 def load_model(source: str | Path, *, device: str | torch.device = "cpu") -> DenoisingModel:
     """Load a checkpoint folder or a Hub repo id; returns the model in eval mode on `device`."""
-    folder = _local_folder(source)
-    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
-    if not config_path.is_file() or not weights_path.is_file():
-        raise ValueError(f"{folder} is not a checkpoint: it needs config.json and model.safetensors")
-    meta = json.loads(config_path.read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{folder}: checkpoint format {meta.get('format_version')} is not supported "
-                         f"(this version of denoiser reads format {FORMAT_VERSION})")
+    folder = resolve_source(source)
+    meta = read_config(folder)
     model = build_model(meta["architecture"], meta["config"])
-    state = {k: v.float() for k, v in load_file(str(weights_path)).items()}
+    state = {k: v.float() for k, v in load_file(str(folder / WEIGHTS_FILE)).items()}
     model.load_state_dict(state, strict=True)
-    if (folder / "README.md").is_file():
-        model.model_card = (folder / "README.md").read_text()
     return model.to(device).eval()
+
+
+def read_card(folder: str | Path) -> ModelCard | None:
+    """The model card of a checkpoint folder, or None when it has none."""
+    path = Path(folder) / CARD_FILE
+    return ModelCard.load(path) if path.is_file() else None
 
 
 def atomic_torch_save(obj: object, path: str | Path) -> None:

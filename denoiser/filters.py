@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from denoiser.inference import Denoiser
+from denoiser.interface import Denoiser
 
 # Window values held at once (64 MiB as float32; the adaptive filter's int64 gather indices take twice that),
 # so that multi-megapixel photos run in row bands instead of exhausting memory.

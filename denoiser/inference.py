@@ -4,144 +4,32 @@
 `checkpoints/default`); `source` may be any checkpoint folder or a Hugging Face Hub repo id.
 `.denoise(image)` takes a numpy image, float32 in [0, 1] or uint8, shaped (H, W) or (H, W, 3), and returns
 the denoised image with the same shape and dtype. `.denoise_batch(images)` does the same for a float
-tensor batch (B, C, H, W) on any device; the benchmark and the app use it.
-
-Behaviour by model:
-* The default model takes any size. Colour images go through it channel by channel. Images larger than
-  `tile_size` x `tile_size` run in overlapping tiles whose margin covers the network's receptive field, so
-  the result matches the untiled one (to float rounding) while memory stays bounded by the tile size.
-* The article's autoencoder knows only 32x32 grayscale images. Anything else is processed per channel
-  in 32x32 tiles (the image is edge-padded to a multiple of 32 and cropped back), and each tile is
-  replaced by the model's reconstruction, as in the article. Expect blocky, blurry results on photos.
+tensor batch (B, C, H, W) on any device; the benchmark and the app use it. How each architecture runs
+(tiling, the article's 32x32 tiles) is in `denoiser.runners`.
 """
 
 from __future__ import annotations
 
-import math
-from abc import ABC, abstractmethod
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
+from denoiser.architectures import wrap_model
 from denoiser.checkpoint import load_model
-from denoiser.imaging import array_to_tensor, tensor_to_array
-from denoiser.models import ArticleAutoencoder, DenoisingModel, UNetDenoiser
+from denoiser.interface import Denoiser, select_device
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "default"
 ARTICLE_CHECKPOINT = CHECKPOINTS / "article"
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-class Denoiser(ABC):
-    """Anything that removes salt-and-pepper noise: learned models and classic filters alike."""
-
-    name: str = "denoiser"
-    device: torch.device = torch.device("cpu")
-
-    def denoise(self, image: np.ndarray) -> np.ndarray:
-        """Denoise one numpy image; returns the same shape and dtype."""
-        x = array_to_tensor(image).unsqueeze(0).to(self.device)  # (C, H, W) -> (1, C, H, W)
-        return tensor_to_array(self.denoise_batch(x)[0], like=image)
-
-    @abstractmethod
-    def denoise_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) float in [0, 1] -> the same shape in [0, 1], on the input's device."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, device={self.device})"
-
-
-def _check_batch(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
-        raise ValueError("images must be a float (B, C, H, W) tensor in [0, 1]")
-
-
-class ModelDenoiser(Denoiser):
-    """A fully convolutional model (the default U-Net), tiled above `tile_size` x `tile_size` pixels."""
-
-    def __init__(self, model: UNetDenoiser, *, name: str = "Default model", tile_size: int = 512) -> None:
-        # channels_last: oneDNN's faster convolution layout, ~1.4x at 32x32 on this CPU.
-        self.model, self.name = model.eval().to(memory_format=torch.channels_last), name
-        self.device = next(model.parameters()).device
-        multiple = model.config.multiple
-        if tile_size % multiple:
-            raise ValueError(f"tile_size must be a multiple of {multiple}")
-        self.tile_size = tile_size
-        self.margin = math.ceil(model.receptive_radius / multiple) * multiple
-
-    @property
-    def peak_tile_pixels(self) -> int:
-        """The largest input one model call sees, per channel: what bounds memory on big images."""
-        return (self.tile_size + 2 * self.margin) ** 2
-
-    @torch.inference_mode()
-    def denoise_batch(self, images: torch.Tensor) -> torch.Tensor:
-        _check_batch(images)
-        x = images.to(self.device)
-        h, w = x.shape[-2:]
-        out = self.model(x) if h * w <= self.tile_size**2 else self._tiled(x)
-        return out.clamp(0, 1).to(images.device)
-
-    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        m = self.model.config.multiple
-        # Pad once, exactly as the untiled model pads, so every tile edge falls on the same grid.
-        x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
-        out = torch.empty_like(x)
-        hp, wp = x.shape[-2:]
-        t, g = self.tile_size, self.margin
-        for y0 in range(0, hp, t):
-            for x0 in range(0, wp, t):
-                y1, x1 = min(y0 + t, hp), min(x0 + t, wp)
-                top, left = max(0, y0 - g), max(0, x0 - g)
-                for ch in range(c):  # one channel at a time keeps the peak memory per channel
-                    tile = x[:, ch:ch + 1, top:min(hp, y1 + g), left:min(wp, x1 + g)]
-                    res = self.model(tile)
-                    out[:, ch:ch + 1, y0:y1, x0:x1] = res[..., y0 - top:y1 - top, x0 - left:x1 - left]
-        return out[..., :h, :w]
-
-
-class ArticleDenoiser(Denoiser):
-    """The article's autoencoder: 32x32 grayscale natively, per-channel 32x32 tiles for anything else."""
-
-    def __init__(self, model: ArticleAutoencoder, *, name: str = "Article autoencoder", batch_size: int = 1024) -> None:
-        self.model, self.name, self.batch_size = model.eval(), name, batch_size
-        self.device = next(model.parameters()).device
-
-    @torch.inference_mode()
-    def denoise_batch(self, images: torch.Tensor) -> torch.Tensor:
-        _check_batch(images)
-        s = self.model.config.image_size
-        b, c, h, w = images.shape
-        x = images.to(self.device).reshape(b * c, 1, h, w)  # (B, C, H, W) -> (B*C, 1, H, W)
-        x = F.pad(x, (0, -w % s, 0, -h % s), mode="replicate")
-        hp, wp = x.shape[-2:]
-        tiles = F.unfold(x, s, stride=s)  # (B*C, s*s, L): one column per 32x32 tile
-        n_tiles = tiles.shape[-1]
-        tiles = tiles.transpose(1, 2).reshape(-1, 1, s, s)  # (B*C, s*s, L) -> (B*C*L, 1, s, s)
-        out = torch.cat([self.model(chunk) for chunk in tiles.split(self.batch_size)])
-        out = out.reshape(b * c, n_tiles, s * s).transpose(1, 2)  # (B*C*L, 1, s, s) -> (B*C, s*s, L)
-        out = F.fold(out, (hp, wp), s, stride=s)[..., :h, :w]
-        return out.reshape(b, c, h, w).clamp(0, 1).to(images.device)  # (B*C, 1, H, W) -> (B, C, H, W)
-
-
-def wrap_model(model: DenoisingModel, **options) -> Denoiser:
-    if isinstance(model, ArticleAutoencoder):
-        return ArticleDenoiser(model, **options)
-    if isinstance(model, UNetDenoiser):
-        return ModelDenoiser(model, **options)
-    raise ValueError(f"no inference wrapper for {type(model).__name__}")
-
-
 def load_denoiser(source: str | Path | None = None, *, device: str | torch.device | None = None,
                   **options) -> Denoiser:
-    """Load a denoiser: the shipped default when `source` is None, else a checkpoint folder or Hub repo id."""
+    """Load a denoiser: the shipped default when `source` is None, else a checkpoint folder or Hub repo id.
+
+    `device`: None picks CUDA when present, else the CPU. `options` go to the architecture's runner
+    (e.g. `tile_size` for the default model).
+    """
     source = DEFAULT_CHECKPOINT if source is None else source
-    model = load_model(source, device=device or default_device())
+    model = load_model(source, device=select_device(device))
     return wrap_model(model, **options)

@@ -28,7 +28,11 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from denoiser.checkpoint import atomic_torch_save, build_model, copy_checkpoint, save_checkpoint
+from huggingface_hub import ModelCard
+
+from denoiser.architectures import build_model
+from denoiser.checkpoint import atomic_torch_save, copy_checkpoint, save_checkpoint
+from denoiser.interface import select_device
 from denoiser.data import ImageSet, Preprocess, load_split, one_per_class, prepare_batch
 from denoiser.metrics import psnr, ssim
 from denoiser.models import DenoisingModel
@@ -88,9 +92,7 @@ def setup_runtime(requested: str | None) -> Runtime:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if requested is None else requested.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
+    use_cuda = select_device(requested).type == "cuda"
     device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(device)
@@ -409,7 +411,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
             out.mkdir(parents=True, exist_ok=True)
             save_visual(model, val_clean[show], val_noisy[show], out / f"epoch_{epoch + 1:03d}.png", rt=rt)
             card = model_card(cfg, model, progress, record) if is_last else ""
-            save_checkpoint(model, out / "checkpoint", card=card, half=cfg.half and is_last)
+            save_checkpoint(model, out / "checkpoint", card=ModelCard(card) if card else None, half=cfg.half and is_last)
             (out / "history.json").write_text(json.dumps(progress.history, indent=2) + "\n")
             save_plots(progress.history, out, loss=cfg.loss)
         save_resume(rt, resume_path, model=model, optimizer=optimizer, scheduler=scheduler, progress=progress,

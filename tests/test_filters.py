@@ -4,7 +4,7 @@ import torch
 
 from denoiser import filters
 from denoiser.filters import AdaptiveMedianDenoiser, MedianDenoiser, adaptive_median_filter, median_filter
-from denoiser.inference import Denoiser
+from denoiser.interface import Denoiser
 
 # ----------------------------------------------------------------------------- slow references, pixel by pixel
 

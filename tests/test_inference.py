@@ -7,18 +7,16 @@ import pytest
 import torch
 
 from denoiser import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT, load_denoiser
-from denoiser.checkpoint import build_model, save_checkpoint
-from denoiser.inference import ArticleDenoiser, ModelDenoiser
+from denoiser.architectures import ARCHITECTURES, build_model
+from denoiser.checkpoint import save_checkpoint
+from denoiser.runners import ArticleDenoiser, ModelDenoiser
 from denoiser.models import UNetConfig, UNetDenoiser
 from denoiser.noise import salt_and_pepper
 
-SMALL = {"article": {"channels": 4, "latent_dim": 16}, "unet": {"widths": [8, 16], "blocks": [1, 1]}}
-
-
-@pytest.fixture(params=sorted(SMALL))
+@pytest.fixture(params=sorted(ARCHITECTURES))
 def checkpoint(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     torch.manual_seed(0)
-    model = build_model(request.param, SMALL[request.param])
+    model = build_model(request.param, ARCHITECTURES[request.param].tiny)
     return save_checkpoint(model, tmp_path / request.param)
 
 
@@ -75,7 +73,7 @@ def test_channels_last_layout_does_not_change_outputs() -> None:
 
 def test_article_runs_in_32x32_tiles_per_channel(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    save_checkpoint(build_model("article", SMALL["article"]), tmp_path / "a")
+    save_checkpoint(build_model("article", ARCHITECTURES["article"].tiny), tmp_path / "a")
     denoiser = load_denoiser(tmp_path / "a", device="cpu")
     assert isinstance(denoiser, ArticleDenoiser)
     image = torch.rand(1, 3, 64, 96)

@@ -4,18 +4,17 @@ import json
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
-from denoiser.checkpoint import build_model, load_model, save_checkpoint
+from denoiser.architectures import ARCHITECTURES, build_model
+from denoiser.checkpoint import load_model, read_card, save_checkpoint
 from denoiser.models import ArticleAutoencoder, ArticleConfig, UNetConfig, UNetDenoiser
 from denoiser.noise import impulse_mask, salt_and_pepper
 
-SMALL = {"article": {}, "unet": {"widths": [8, 16], "blocks": [1, 1]}}
-
-
-@pytest.fixture(params=sorted(SMALL))
+@pytest.fixture(params=sorted(ARCHITECTURES))
 def model(request: pytest.FixtureRequest):
     torch.manual_seed(0)
-    return build_model(request.param, SMALL[request.param]).eval()
+    return build_model(request.param, ARCHITECTURES[request.param].tiny).eval()
 
 
 def test_article_model_has_the_articles_parameter_count() -> None:
@@ -81,12 +80,12 @@ def test_save_then_load_gives_identical_outputs(model, tmp_path, half: bool) -> 
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(p.half().float())
-    save_checkpoint(model, tmp_path / "ckpt", card="# card\n", half=half)
+    save_checkpoint(model, tmp_path / "ckpt", card=ModelCard("---\nlicense: mit\n---\n# card\n"), half=half)
     meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert meta["architecture"] == model.architecture and meta["format_version"] == 1
     loaded = load_model(tmp_path / "ckpt")
     assert type(loaded) is type(model) and loaded.config == model.config
-    assert loaded.model_card == "# card\n"
+    assert read_card(tmp_path / "ckpt").data.license == "mit"
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))

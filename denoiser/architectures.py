@@ -1,0 +1,51 @@
+"""The one table of architectures: how to build each network, wrap it for inference, and test it.
+
+`ARCHITECTURES` maps the name stored in a checkpoint's `config.json` to the model class, its config
+dataclass, the inference wrapper (`denoiser.runners`) and a tiny config for fast tests. `build_model`,
+`wrap_model`, `train.py --arch` and the parametrized model tests all read this table, so adding an
+architecture is one entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from denoiser.interface import Denoiser
+from denoiser.models import ArticleAutoencoder, ArticleConfig, DenoisingModel, UNetConfig, UNetDenoiser
+from denoiser.runners import ArticleDenoiser, ModelDenoiser
+
+
+@dataclass(frozen=True)
+class Architecture:
+    model: type[DenoisingModel]
+    config: type  # the model's config dataclass; config.json stores its fields
+    runner: type[Denoiser]  # the inference wrapper that makes the model a Denoiser
+    tiny: dict[str, Any] = field(default_factory=dict)  # a small config that builds and runs in milliseconds
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "article": Architecture(ArticleAutoencoder, ArticleConfig, ArticleDenoiser, tiny={"channels": 4, "latent_dim": 16}),
+    "unet": Architecture(UNetDenoiser, UNetConfig, ModelDenoiser, tiny={"widths": [8, 16], "blocks": [1, 1]}),
+}
+
+
+def _architecture(name: str) -> Architecture:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r} (expected one of {', '.join(sorted(ARCHITECTURES))})")
+    return ARCHITECTURES[name]
+
+
+def build_model(name: str, config: dict[str, Any] | None = None) -> DenoisingModel:
+    """A freshly initialised model from the architecture name and a dict of its config fields."""
+    arch = _architecture(name)
+    try:
+        cfg = arch.config(**(config or {}))
+    except TypeError as err:  # an unknown or missing field in config.json or a CLI override
+        raise ValueError(f"bad config for architecture {name!r}: {err}") from None
+    return arch.model(cfg)
+
+
+def wrap_model(model: DenoisingModel, **options: Any) -> Denoiser:
+    """The inference wrapper of `model`'s architecture around it (options go to the wrapper)."""
+    return _architecture(model.architecture).runner(model, **options)

@@ -1,0 +1,59 @@
+"""The one table of denoising methods that the app, the benchmark and the `denoise` command offer.
+
+Each `Method` has a stable key (what API callers and `--method` send), a label for tables and the UI, a
+one-line description, and `build`, which makes the `Denoiser`. The two learned methods load checkpoints
+(the shipped folders by default, or any folder or Hugging Face Hub repo id); the filters need nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from denoiser.filters import AdaptiveMedianDenoiser, MedianDenoiser
+from denoiser.inference import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT, load_denoiser
+from denoiser.interface import Denoiser, select_device
+
+Source = str | Path | None
+
+
+@dataclass(frozen=True)
+class Method:
+    key: str  # the value API callers and `denoise --method` send
+    label: str  # what tables and the UI show
+    blurb: str  # one line on what it does
+    learned: bool  # True: loads a checkpoint (`source`); False: a classic filter
+    make: Callable[[Source, torch.device], Denoiser]
+
+    def build(self, *, source: Source = None, device: str | torch.device | None = None) -> Denoiser:
+        """The ready `Denoiser`; `source` replaces a learned method's shipped checkpoint."""
+        denoiser = self.make(source, select_device(device))
+        denoiser.name = self.label
+        return denoiser
+
+
+METHODS: dict[str, Method] = {m.key: m for m in (
+    Method("default", "Default model", "a U-Net trained here; it repaints only the pixels it judges to be "
+           "impulses and leaves every other pixel as it is", True,
+           lambda source, device: load_denoiser(source or DEFAULT_CHECKPOINT, device=device)),
+    Method("article", "Article autoencoder", "the article's 6+6-layer autoencoder. It only knows 32×32 "
+           "grayscale images: on anything else it runs on each colour channel separately, in 32×32 tiles", True,
+           lambda source, device: load_denoiser(source or ARTICLE_CHECKPOINT, device=device)),
+    Method("median3", "3×3 median", "the classic filter: every pixel becomes the median of its 3×3 "
+           "neighbourhood (no learning)", False, lambda _, device: MedianDenoiser(size=3, device=device)),
+    Method("median5", "5×5 median", "the same over a 5×5 neighbourhood (no learning)", False,
+           lambda _, device: MedianDenoiser(size=5, device=device)),
+    Method("adaptive_median", "Adaptive median", "a median filter that grows its window where noise is "
+           "dense and only replaces pixels it judges to be noise (Hwang and Haddad, 1995; no learning)", False,
+           lambda _, device: AdaptiveMedianDenoiser(max_window=7, device=device)),
+)}
+
+
+def method(key: str) -> Method:
+    """The method with this key, or a ValueError that lists the keys."""
+    if not isinstance(key, str) or key not in METHODS:
+        raise ValueError(f"unknown method {key!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[key]
