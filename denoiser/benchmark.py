@@ -35,7 +35,7 @@ from tqdm import tqdm
 from denoiser import data, noise
 from denoiser.checkpoint import is_checkpoint
 from denoiser.inference import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT
-from denoiser.interface import Denoiser, select_device
+from denoiser.interface import Denoiser, Progress, select_device
 from denoiser.methods import METHODS
 from denoiser.metrics import psnr, ssim
 
@@ -58,7 +58,7 @@ class NoisyInput(Denoiser):
     def __init__(self, *, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
 
-    def denoise_batch(self, images: torch.Tensor) -> torch.Tensor:
+    def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
         return images
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from denoiser.interface import Denoiser
+from denoiser.interface import Denoiser, Progress
 
 # Window values held at once (64 MiB as float32; the adaptive filter's int64 gather indices take twice that),
 # so that multi-megapixel photos run in row bands instead of exhausting memory.
@@ -144,8 +144,11 @@ class MedianDenoiser(Denoiser):
         self.name = f"{size}×{size} median"
         self.device = torch.device(device)
 
-    def denoise_batch(self, images: torch.Tensor) -> torch.Tensor:
-        return median_filter(images, size=self.size)
+    def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
+        out = median_filter(images, size=self.size)
+        if progress:
+            progress(1, 1)
+        return out
 
 
 class AdaptiveMedianDenoiser(Denoiser):
@@ -157,5 +160,8 @@ class AdaptiveMedianDenoiser(Denoiser):
         self.name = "Adaptive median"
         self.device = torch.device(device)
 
-    def denoise_batch(self, images: torch.Tensor) -> torch.Tensor:
-        return adaptive_median_filter(images, max_window=self.max_window)
+    def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
+        out = adaptive_median_filter(images, max_window=self.max_window)
+        if progress:
+            progress(1, 1)
+        return out

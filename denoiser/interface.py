@@ -9,11 +9,16 @@ benchmark and the command line all ask it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from denoiser.imaging import array_to_tensor, tensor_to_array
+
+
+# Called as progress(done, total) while a long denoising runs (e.g. once per tile), so a UI can show it.
+Progress = Callable[[int, int], None]
 
 
 def select_device(requested: str | torch.device | None = None) -> torch.device:
@@ -43,14 +48,17 @@ class Denoiser(ABC):
     name: str = "denoiser"
     device: torch.device = torch.device("cpu")
 
-    def denoise(self, image: np.ndarray) -> np.ndarray:
+    def denoise(self, image: np.ndarray, *, progress: Progress | None = None) -> np.ndarray:
         """Denoise one numpy image, uint8 or float in [0, 1], (H, W) or (H, W, 3); same shape and dtype back."""
         x = array_to_tensor(image).unsqueeze(0).to(self.device)  # (C, H, W) -> (1, C, H, W)
-        return tensor_to_array(self.denoise_batch(x)[0], like=image)
+        return tensor_to_array(self.denoise_batch(x, progress=progress)[0], like=image)
 
     @abstractmethod
-    def denoise_batch(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) float in [0, 1] -> the same shape in [0, 1], on the input's device."""
+    def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
+        """(B, C, H, W) float in [0, 1] -> the same shape in [0, 1], on the input's device.
+
+        `progress(done, total)` is called as the work advances, at least once at the end.
+        """
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, device={self.device})"

@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from denoiser.interface import Denoiser, check_batch
+from denoiser.interface import Denoiser, Progress, check_batch
 from denoiser.models import ArticleAutoencoder, UNetDenoiser
 
 
@@ -39,14 +39,19 @@ class ModelDenoiser(Denoiser):
         return (self.tile_size + 2 * self.margin) ** 2
 
     @torch.inference_mode()
-    def denoise_batch(self, images: torch.Tensor) -> torch.Tensor:
+    def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
         check_batch(images)
         x = images.to(self.device)
         h, w = x.shape[-2:]
-        out = self.model(x) if h * w <= self.tile_size**2 else self._tiled(x)
+        if h * w <= self.tile_size**2:
+            out = self.model(x)
+            if progress:
+                progress(1, 1)
+        else:
+            out = self._tiled(x, progress=progress)
         return out.clamp(0, 1).to(images.device)
 
-    def _tiled(self, x: torch.Tensor) -> torch.Tensor:
+    def _tiled(self, x: torch.Tensor, *, progress: Progress | None) -> torch.Tensor:
         b, c, h, w = x.shape
         m = self.model.config.multiple
         # Pad once, exactly as the untiled model pads, so every tile edge falls on the same grid.
@@ -54,6 +59,7 @@ class ModelDenoiser(Denoiser):
         out = torch.empty_like(x)
         hp, wp = x.shape[-2:]
         t, g = self.tile_size, self.margin
+        total, done = math.ceil(hp / t) * math.ceil(wp / t) * c, 0
         for y0 in range(0, hp, t):
             for x0 in range(0, wp, t):
                 y1, x1 = min(y0 + t, hp), min(x0 + t, wp)
@@ -62,6 +68,9 @@ class ModelDenoiser(Denoiser):
                     tile = x[:, ch:ch + 1, top:min(hp, y1 + g), left:min(wp, x1 + g)]
                     res = self.model(tile)
                     out[:, ch:ch + 1, y0:y1, x0:x1] = res[..., y0 - top:y1 - top, x0 - left:x1 - left]
+                    done += 1
+                    if progress:
+                        progress(done, total)
         return out[..., :h, :w]
 
 
@@ -73,7 +82,7 @@ class ArticleDenoiser(Denoiser):
         self.device = next(model.parameters()).device
 
     @torch.inference_mode()
-    def denoise_batch(self, images: torch.Tensor) -> torch.Tensor:
+    def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
         check_batch(images)
         s = self.model.config.image_size
         b, c, h, w = images.shape
@@ -83,7 +92,13 @@ class ArticleDenoiser(Denoiser):
         tiles = F.unfold(x, s, stride=s)  # (B*C, s*s, L): one column per 32x32 tile
         n_tiles = tiles.shape[-1]
         tiles = tiles.transpose(1, 2).reshape(-1, 1, s, s)  # (B*C, s*s, L) -> (B*C*L, 1, s, s)
-        out = torch.cat([self.model(chunk) for chunk in tiles.split(self.batch_size)])
+        chunks = tiles.split(self.batch_size)
+        outs = []
+        for i, chunk in enumerate(chunks):
+            outs.append(self.model(chunk))
+            if progress:
+                progress(i + 1, len(chunks))
+        out = torch.cat(outs)
         out = out.reshape(b * c, n_tiles, s * s).transpose(1, 2)  # (B*C*L, 1, s, s) -> (B*C, s*s, L)
         out = F.fold(out, (hp, wp), s, stride=s)[..., :h, :w]
         return out.reshape(b, c, h, w).clamp(0, 1).to(images.device)  # (B*C, 1, H, W) -> (B, C, H, W)
