@@ -23,13 +23,18 @@ DEFAULT_CHECKPOINT = CHECKPOINTS / "default"
 ARTICLE_CHECKPOINT = CHECKPOINTS / "article"
 
 
+BACKENDS = ("auto", "torch", "onnx")
+
+
 def load_denoiser(source: str | Path | None = None, *, device: str | torch.device | None = None,
-                  **options) -> Denoiser:
+                  backend: str = "auto", **options) -> Denoiser:
     """Load a denoiser: the shipped default when `source` is None, else a checkpoint folder or Hub repo id.
 
     `device`: None picks CUDA when present, else the CPU. `options` go to the architecture's runner
     (e.g. `tile_size` for the default model).
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     source = DEFAULT_CHECKPOINT if source is None else source
     model = load_model(source, device=select_device(device))
     return wrap_model(model, **options)

@@ -26,11 +26,16 @@ class Method:
     label: str  # what tables and the UI show
     blurb: str  # one line on what it does
     learned: bool  # True: loads a checkpoint (`source`); False: a classic filter
-    make: Callable[[Source, torch.device], Denoiser]
+    make: Callable[[Source, torch.device, str], Denoiser]
 
-    def build(self, *, source: Source = None, device: str | torch.device | None = None) -> Denoiser:
-        """The ready `Denoiser`; `source` replaces a learned method's shipped checkpoint."""
-        denoiser = self.make(source, select_device(device))
+    def build(self, *, source: Source = None, device: str | torch.device | None = None,
+              backend: str = "auto") -> Denoiser:
+        """The ready `Denoiser`; `source` replaces a learned method's shipped checkpoint.
+
+        `backend` ("auto", "torch" or "onnx", see `denoiser.inference.load_denoiser`) picks how a learned
+        method runs; the filters are torch code and ignore it.
+        """
+        denoiser = self.make(source, select_device(device), backend)
         denoiser.name = self.label
         return denoiser
 
@@ -38,17 +43,19 @@ class Method:
 METHODS: dict[str, Method] = {m.key: m for m in (
     Method("default", "Default model", "a U-Net trained here; it repaints only the pixels it judges to be "
            "impulses and leaves every other pixel as it is", True,
-           lambda source, device: load_denoiser(source or DEFAULT_CHECKPOINT, device=device)),
+           lambda source, device, backend: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
+                                                        backend=backend)),
     Method("article", "Article autoencoder", "the article's 6+6-layer autoencoder. It only knows 32×32 "
            "grayscale images: on anything else it runs on each colour channel separately, in 32×32 tiles", True,
-           lambda source, device: load_denoiser(source or ARTICLE_CHECKPOINT, device=device)),
+           lambda source, device, backend: load_denoiser(source or ARTICLE_CHECKPOINT, device=device,
+                                                        backend=backend)),
     Method("median3", "3×3 median", "the classic filter: every pixel becomes the median of its 3×3 "
-           "neighbourhood (no learning)", False, lambda _, device: MedianDenoiser(size=3, device=device)),
+           "neighbourhood (no learning)", False, lambda _, device, __: MedianDenoiser(size=3, device=device)),
     Method("median5", "5×5 median", "the same over a 5×5 neighbourhood (no learning)", False,
-           lambda _, device: MedianDenoiser(size=5, device=device)),
+           lambda _, device, __: MedianDenoiser(size=5, device=device)),
     Method("adaptive_median", "Adaptive median", "a median filter that grows its window where noise is "
            "dense and only replaces pixels it judges to be noise (Hwang and Haddad, 1995; no learning)", False,
-           lambda _, device: AdaptiveMedianDenoiser(max_window=7, device=device)),
+           lambda _, device, __: AdaptiveMedianDenoiser(max_window=7, device=device)),
 )}
 
 
