@@ -18,7 +18,10 @@ from denoiser.architectures import wrap_model
 from denoiser.checkpoint import load_model
 from denoiser.interface import Denoiser, select_device
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+# A clone keeps the shipped weights at the repository root, where train.py publishes and the app loads them;
+# `pip install .` copies them into the package (pyproject.toml maps checkpoints/ to denoiser/checkpoints/).
+_PACKAGE = Path(__file__).resolve().parent
+CHECKPOINTS = _PACKAGE / "checkpoints" if (_PACKAGE / "checkpoints").is_dir() else _PACKAGE.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "default"
 ARTICLE_CHECKPOINT = CHECKPOINTS / "article"
 
