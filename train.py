@@ -9,12 +9,18 @@ Examples:
   python train.py --data ../shared/data/cifar10-images.zip
   python train.py --recipe article --data ../shared/data/cifar10-images.zip
   torchrun --nproc_per_node=4 train.py --data /path/to/cifar10 --batch-size 32
-  python train.py --out runs/default --resume          # continue a killed run
+  python train.py --data ../shared/data/cifar10-images.zip --epochs 2 --train-limit 2000 --out runs/quick
+  python train.py --out runs/quick --resume            # continue a killed run with its saved settings
+
+Publishing: a run publishes its checkpoint to checkpoints/<recipe> (where the app loads it) only when it
+trains on the recipe's full data (no --train-limit or --val-limit) for at least the recipe's epochs, or
+when given --publish DIR. Any other run says where its checkpoint is.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from dataclasses import replace
@@ -23,13 +29,13 @@ from pathlib import Path
 from denoiser.architectures import ARCHITECTURES
 from denoiser.data import Preprocess
 from denoiser.noise import NoiseRecipe
-from denoiser.training import LOSSES, TrainConfig, train
+from denoiser.training import LOSSES, RESUME_MAY_CHANGE, TrainConfig, read_run_config, settings_that_differ, train
 
 ROOT = Path(__file__).resolve().parent
 
 RECIPES = {
     "default": TrainConfig(
-        architecture="unet", out="runs/default", publish=str(ROOT / "checkpoints" / "default"),
+        recipe="default", architecture="unet", out="runs/default", publish=str(ROOT / "checkpoints" / "default"),
         epochs=40, batch_size=64, lr=2e-3, schedule="cosine", loss="psnr", shuffle="epoch", frozen_noise=False,
         # Amounts 0 to 0.95, with 30% of images drawn from 0.4-0.85 instead: heavy noise is where the model
         # has the least to spare, light noise is far ahead of every other method.
@@ -40,7 +46,7 @@ RECIPES = {
         val_preprocess=Preprocess(), card_title="Default denoiser: switching U-Net autoencoder",
     ),
     "article": TrainConfig(
-        architecture="article", out="runs/article", publish=str(ROOT / "checkpoints" / "article"),
+        recipe="article", architecture="article", out="runs/article", publish=str(ROOT / "checkpoints" / "article"),
         epochs=15, batch_size=64, lr=1e-3, schedule="constant", shuffle="once", frozen_noise=True,
         noise=NoiseRecipe(rule="article", intensity=0.2), val_noise=NoiseRecipe(rule="article", intensity=0.2),
         preprocess=Preprocess(normalize_prob=1.0), val_preprocess=Preprocess(normalize_prob=1.0), half=True,
@@ -51,13 +57,15 @@ RECIPES = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="default", help="preset all options (default: default)")
-    p.add_argument("--data", default="cifar10", help="'cifar10' (torchvision download), a CIFAR-10 root, an "
-                   "ImageFolder folder or a .zip with train/<class>/... and test/<class>/... (default: cifar10)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="preset all options (default: default)")
+    p.add_argument("--data", help="'cifar10' (torchvision download), a CIFAR-10 root, an ImageFolder folder or a "
+                   ".zip with train/<class>/... and test/<class>/... (default: cifar10)")
     p.add_argument("--out", help="run folder (default: runs/<recipe>)")
-    p.add_argument("--publish", help="copy the finished checkpoint here (default: checkpoints/<recipe>)")
-    p.add_argument("--no-publish", action="store_true", help="leave checkpoints/ alone")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its resume.pt")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--publish", metavar="DIR", help="copy the finished checkpoint here (default: "
+                       "checkpoints/<recipe>, for runs on the recipe's full data and epochs only)")
+    where.add_argument("--no-publish", action="store_true", help="leave checkpoints/ alone")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out with the settings saved there")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help="model architecture")
     p.add_argument("--widths", type=int, nargs="+", help="unet: channels per level")
     p.add_argument("--blocks", type=int, nargs="+", help="unet: residual blocks per level")
@@ -75,23 +83,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--color", action="store_true", help="train on RGB instead of grayscale")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
-    p.add_argument("--train-limit", type=int, help="use only the first N training images")
-    p.add_argument("--val-limit", type=int, help="use only the first N test images for validation")
-    p.add_argument("--save-every", type=int, help="steps between mid-epoch resume states")
-    p.add_argument("--half", action=argparse.BooleanOptionalAction, help="publish fp16 weights")
-    p.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the published checkpoint and card to the Hub")
+    p.add_argument("--train-limit", type=int, help="train on a seeded sample of N images across the classes")
+    p.add_argument("--val-limit", type=int, help="validate on a fixed sample of N test images across the classes")
+    p.add_argument("--save-minutes", type=float, help="minutes between mid-epoch resume points (default: 5)")
+    p.add_argument("--save-every", type=int, help="also a resume point every N steps")
+    p.add_argument("--half", action=argparse.BooleanOptionalAction, help="store the final weights in fp16")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the checkpoint folder, as saved, to the Hub")
     return p.parse_args(argv)
 
 
-def config_from_args(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
-    cfg = replace(RECIPES[args.recipe], data=args.data, command=shlex.join(["python", "train.py", *argv]))
-    simple = {"out": args.out, "architecture": args.arch, "epochs": args.epochs, "batch_size": args.batch_size,
-              "lr": args.lr, "schedule": args.schedule, "loss": args.loss, "frozen_noise": args.frozen_noise,
-              "seed": args.seed, "device": args.device, "train_limit": args.train_limit, "val_limit": args.val_limit,
-              "save_every": args.save_every, "half": args.half, "publish": args.publish}
-    cfg = replace(cfg, **{k: v for k, v in simple.items() if v is not None}, resume=args.resume)
-    if args.no_publish:
-        cfg = replace(cfg, publish=None)
+def apply_flags(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """`base` with every flag that was given applied over it."""
+    # A local data path is kept absolute, so the run can be resumed from any working directory.
+    data = str(Path(args.data).resolve()) if args.data and Path(args.data).exists() else args.data
+    simple = {"recipe": args.recipe, "data": data, "out": args.out, "architecture": args.arch,
+              "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule,
+              "loss": args.loss, "frozen_noise": args.frozen_noise, "seed": args.seed, "device": args.device,
+              "train_limit": args.train_limit, "val_limit": args.val_limit, "save_minutes": args.save_minutes,
+              "save_every": args.save_every, "half": args.half}
+    cfg = replace(base, **{k: v for k, v in simple.items() if v is not None})
     model_config = dict(cfg.model_config)
     if args.widths:
         model_config["widths"] = args.widths
@@ -113,21 +123,85 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
     return replace(cfg, model_config=model_config, noise=noise)
 
 
+def publish_decision(cfg: TrainConfig, args: argparse.Namespace) -> tuple[str | None, str]:
+    """(where to publish, why not): the recipe's folder only for a run on its full data and epochs."""
+    if args.no_publish:
+        return None, "--no-publish"
+    if args.publish:
+        return args.publish, ""
+    recipe = RECIPES.get(cfg.recipe)
+    if recipe is None:
+        return None, f"the run has no recipe to publish for ({cfg.recipe!r})"
+    reasons = [f"{flag} was set" for flag, value in (("--train-limit", cfg.train_limit), ("--val-limit", cfg.val_limit))
+               if value is not None]
+    if cfg.epochs < recipe.epochs:
+        reasons.append(f"--epochs {cfg.epochs} is below the {cfg.recipe} recipe's {recipe.epochs}")
+    return (None, ", ".join(reasons)) if reasons else (recipe.publish, "")
+
+
+def new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
+    recipe = args.recipe or "default"
+    cfg = apply_flags(replace(RECIPES[recipe], data="cifar10"), args)
+    publish, skipped = publish_decision(cfg, args)
+    return replace(cfg, publish=publish, publish_skipped=skipped, command=shlex.join(["python", "train.py", *argv]))
+
+
+def resumed_config(args: argparse.Namespace) -> TrainConfig:
+    """The settings saved in the run folder; flags may change only RESUME_MAY_CHANGE, and must match otherwise."""
+    out = args.out or RECIPES[args.recipe or "default"].out
+    saved = read_run_config(out)
+    cfg = replace(apply_flags(saved, args), out=str(out))
+    changed = settings_that_differ(saved, cfg)
+    if changed:
+        may = ", ".join(f"--{k.replace('_', '-')}" for k in RESUME_MAY_CHANGE
+                        if k not in ("out", "resume", "command", "publish_skipped"))
+        raise ValueError(f"--resume with settings that differ from the run in {out}: {', '.join(changed)}. "
+                         f"--resume takes its settings from {Path(out) / 'train_config.json'}; only {may} "
+                         "and --no-publish may be given with it")
+    if args.publish or args.no_publish:
+        publish, skipped = publish_decision(cfg, args)
+        cfg = replace(cfg, publish=publish, publish_skipped=skipped)
+    return replace(cfg, resume=True)
+
+
+def config_from_args(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
+    return resumed_config(args) if args.resume else new_config(args, argv)
+
+
+def push_checkpoint(folder: Path, repo_id: str) -> None:
+    """Upload the checkpoint folder as it is on disk (fp16 weights stay fp16; card and any model.onnx go too)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=f"Upload checkpoint from {folder}")
+
+
+def check_repo_id(repo_id: str) -> None:
+    """A mistyped repo id is refused before training, not after it."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise ValueError(f"--push-to-hub {repo_id!r}: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     try:
+        if args.push_to_hub:
+            check_repo_id(args.push_to_hub)
         cfg = config_from_args(args, argv)
         train(cfg)
     except ValueError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
-    if args.push_to_hub:
-        from denoiser.checkpoint import load_model
-
-        source = cfg.publish or str(Path(cfg.out) / "checkpoint")
-        load_model(source).push_to_hub(args.push_to_hub)  # huggingface_hub's own upload, card included
-        print(f"pushed {source} to https://huggingface.co/{args.push_to_hub}")
+    if args.push_to_hub and int(os.environ.get("RANK", "0")) == 0:
+        folder = Path(cfg.publish) if cfg.publish else Path(cfg.out) / "checkpoint"
+        push_checkpoint(folder, args.push_to_hub)
+        print(f"pushed {folder} to https://huggingface.co/{args.push_to_hub}")
     return 0
 
 

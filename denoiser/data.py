@@ -6,6 +6,10 @@ Sources (`load_split`):
 * a folder in ImageFolder layout, `<root>/<split>/<class>/<image>`, PNG, JPEG or anything Pillow reads;
 * the same layout inside a `.zip` file, read without extracting it (e.g. the offline CIFAR-10 copy).
 
+`limit=N` keeps a seeded sample of N images spread evenly over the classes (`sample_across_classes`),
+chosen from the file list before anything is decoded, so a quick run on 2,000 images reads 2,000 files
+and still sees every class (archives list their files class by class).
+
 All images of a split must share one size; they come back as (N, 3, H, W) uint8. Batches are moved to the
 training device as uint8 and turned into [0, 1] floats there (`prepare_batch`), which is where grayscale
 conversion, the article's min-max normalization and augmentation happen, vectorized over the batch.
@@ -59,50 +63,70 @@ def _stack(arrays: list[np.ndarray], labels: list[int], classes: list[str], *, s
     return ImageSet(images, torch.tensor(labels, dtype=torch.int64), classes)
 
 
-def _load_zip(path: Path, split: str, limit: int | None) -> ImageSet:
+def sample_across_classes(labels: list[int], *, limit: int | None, seed: int) -> list[int]:
+    """Indices of a seeded sample of `limit` items, as even over the classes as their sizes allow, in
+    their original order. Each class is shuffled, then classes are dealt out in turn: with N items per
+    class wanted, every class gives N (or all it has). `limit=None` keeps everything."""
+    if limit is None or limit >= len(labels):
+        return list(range(len(labels)))
+    if limit < 1:
+        raise ValueError(f"limit must be a positive number of images, got {limit}")
+    gen = torch.Generator().manual_seed(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    shuffled = [[members[j] for j in torch.randperm(len(members), generator=gen).tolist()]
+                for _, members in sorted(by_class.items())]
+    dealt = [members[k] for k in range(max(map(len, shuffled))) for members in shuffled if k < len(members)]
+    return sorted(dealt[:limit])
+
+
+def _load_zip(path: Path, split: str, limit: int | None, seed: int) -> ImageSet:
     pattern = re.compile(rf"(?:^|/){split}/([^/]+)/[^/]+$")
     with zipfile.ZipFile(path) as zf:
         members = sorted((m.group(1), name) for name in zf.namelist()
                          if (m := pattern.search(name)) and name.lower().endswith(IMAGE_SUFFIXES))
         classes = sorted({cls for cls, _ in members})
-        members = members[:limit] if limit else members
-        arrays = [_decode_rgb(zf.read(name), name=name)
-                  for _, name in tqdm(members, desc=f"decode {path.name}:{split}", unit="img", leave=False)]
-    return _stack(arrays, [classes.index(cls) for cls, _ in members], classes, source=f"{path}:{split}")
+        labels = [classes.index(cls) for cls, _ in members]
+        keep = sample_across_classes(labels, limit=limit, seed=seed)
+        arrays = [_decode_rgb(zf.read(members[i][1]), name=members[i][1])
+                  for i in tqdm(keep, desc=f"decode {path.name}:{split}", unit="img", leave=False)]
+    return _stack(arrays, [labels[i] for i in keep], classes, source=f"{path}:{split}")
 
 
-def _load_folder(root: Path, split: str, limit: int | None) -> ImageSet:
+def _load_folder(root: Path, split: str, limit: int | None, seed: int) -> ImageSet:
     split_dir = root / split
     classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
     files = [(i, f) for i, cls in enumerate(classes) for f in sorted((split_dir / cls).iterdir())
              if f.suffix.lower() in IMAGE_SUFFIXES]
-    files = files[:limit] if limit else files
+    files = [files[i] for i in sample_across_classes([label for label, _ in files], limit=limit, seed=seed)]
     arrays = [_decode_rgb(f, name=str(f)) for _, f in tqdm(files, desc=f"decode {split_dir}", unit="img", leave=False)]
     return _stack(arrays, [i for i, _ in files], classes, source=str(split_dir))
 
 
-def _load_torchvision(root: Path, split: str, *, download: bool, limit: int | None) -> ImageSet:
+def _load_torchvision(root: Path, split: str, *, download: bool, limit: int | None, seed: int) -> ImageSet:
     from torchvision.datasets import CIFAR10
 
     ds = CIFAR10(str(root), train=split == "train", download=download)
-    data, targets = ds.data[:limit] if limit else ds.data, ds.targets[:limit] if limit else ds.targets
-    images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> (N, 3, 32, 32)
-    return ImageSet(images, torch.tensor(targets, dtype=torch.int64), list(ds.classes))
+    keep = sample_across_classes(list(ds.targets), limit=limit, seed=seed)
+    images = torch.from_numpy(ds.data[keep]).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> (N, 3, 32, 32)
+    return ImageSet(images, torch.tensor([ds.targets[i] for i in keep], dtype=torch.int64), list(ds.classes))
 
 
-def load_split(source: str | Path, *, split: str, limit: int | None = None) -> ImageSet:
-    """Decode one split ("train" or "test") of `source` into memory; `limit` keeps the first N images."""
+def load_split(source: str | Path, *, split: str, limit: int | None = None, seed: int = 0) -> ImageSet:
+    """Decode one split ("train" or "test") of `source` into memory; `limit` keeps a seeded sample of that
+    many images across the classes (`sample_across_classes`), drawn before decoding."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if str(source) == "cifar10":
-        return _load_torchvision(Path.home() / ".cache" / "denoiser", split, download=True, limit=limit)
+        return _load_torchvision(Path.home() / ".cache" / "denoiser", split, download=True, limit=limit, seed=seed)
     path = Path(source)
     if path.is_file() and zipfile.is_zipfile(path):
-        return _load_zip(path, split, limit)
+        return _load_zip(path, split, limit, seed)
     if (path / "cifar-10-batches-py").is_dir():
-        return _load_torchvision(path, split, download=False, limit=limit)
+        return _load_torchvision(path, split, download=False, limit=limit, seed=seed)
     if (path / split).is_dir():
-        return _load_folder(path, split, limit)
+        return _load_folder(path, split, limit, seed)
     raise ValueError(f"{source}: expected a .zip or folder with {split}/<class>/<image> files, a folder holding "
                      "cifar-10-batches-py, or 'cifar10' to download CIFAR-10")
 

@@ -7,10 +7,12 @@ per-rank generator (the article's frozen noise is `frozen_noise=True`).
 
 Run under `torchrun --nproc_per_node=N train.py ...` and each process takes its own shard of every epoch
 and its own noise seed; gradients are averaged by DistributedDataParallel (gloo on CPU, nccl on GPU).
-Only rank 0 logs and writes files. Per epoch it writes the article's visual (noisy, denoised and clean
-rows, one test image per class), the weights as a safetensors checkpoint, and `resume.pt` (optimizer,
-progress, RNG states). A resume state is also written every `save_every` steps, so `--resume` continues
-a killed run from the last such step, mid-epoch included.
+Only rank 0 logs and writes files. Per epoch it writes the weights as a safetensors checkpoint, the
+pictures and plots of `denoiser.reports`, and `resume.pt` (optimizer, progress, RNG states). A resume
+point is also written every `save_minutes` of wall time (and every `save_every` steps when set), so a
+killed run loses minutes at most. The run's settings are kept in `train_config.json`, so the run folder
+alone is enough to continue it (`read_run_config`), and a run stopped before its first resume point
+starts over with them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -28,26 +30,31 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from huggingface_hub import ModelCard
-
+from denoiser import reports
 from denoiser.architectures import build_model
 from denoiser.checkpoint import atomic_torch_save, copy_checkpoint, save_checkpoint
-from denoiser.interface import select_device
 from denoiser.data import ImageSet, Preprocess, load_split, one_per_class, prepare_batch
+from denoiser.interface import select_device
 from denoiser.metrics import psnr, ssim
 from denoiser.models import DenoisingModel
 from denoiser.noise import NoiseRecipe
 
 VAL_NOISE_SEED = 1234  # the same validation noise every epoch, so epochs compare
+VAL_SAMPLE_SEED = 0  # a --val-limit sample does not follow --seed, so runs with different seeds compare
+CURVE_POINTS_PER_EPOCH = 20  # training-loss points per epoch in loss.png
+BAR_REFRESH_S = 1.0  # the bar's loss costs a device sync, so it is refreshed at most this often
+TIME_CHECK_STEPS = 16  # under DDP the ranks agree on a time-based resume point every this many steps
 
 
 @dataclass
 class TrainConfig:
+    recipe: str = ""  # the train.py recipe these settings started from ("" when built in code)
     architecture: str = "unet"  # "unet" (the default model) or "article"
     model_config: dict = field(default_factory=dict)  # overrides of the architecture's config dataclass
     data: str = "cifar10"  # see denoiser.data.load_split
     out: str = "runs/default"  # run folder: checkpoint/, resume.pt, grids, plots, history.json
     publish: str | None = None  # copy the final checkpoint here (e.g. checkpoints/default) when done
+    publish_skipped: str = ""  # why the run is not published (said at the end), e.g. "--train-limit was set"
     epochs: int = 15
     batch_size: int = 64  # per process
     lr: float = 1e-3
@@ -61,15 +68,67 @@ class TrainConfig:
     val_noise: NoiseRecipe = field(default_factory=lambda: NoiseRecipe(amount_min=0.3, amount_max=0.3))
     preprocess: Preprocess = field(default_factory=Preprocess)
     val_preprocess: Preprocess = field(default_factory=Preprocess)
-    train_limit: int | None = None  # use the first N training images (quick runs, tests)
-    val_limit: int | None = None
+    train_limit: int | None = None  # a seeded sample of N training images across classes (quick runs, tests)
+    val_limit: int | None = None  # the same for validation, drawn with VAL_SAMPLE_SEED
     seed: int = 0
     device: str | None = None  # None: CUDA when present, else CPU
-    half: bool = False  # store the published weights in fp16
-    save_every: int = 200  # steps between mid-epoch resume states
+    half: bool = False  # store the final weights in fp16
+    save_minutes: float = 5.0  # wall time between mid-epoch resume points
+    save_every: int | None = None  # also a resume point every N steps when set
     resume: bool = False  # continue from <out>/resume.pt; without it an existing run is never overwritten
     card_title: str = "Salt-and-pepper denoiser"
     command: str = ""  # the command line, recorded in the model card
+
+
+NESTED = {"noise": NoiseRecipe, "val_noise": NoiseRecipe, "preprocess": Preprocess, "val_preprocess": Preprocess}
+# A run folder is known by where it is, so "out" may differ from the saved one (a moved folder).
+RESUME_MAY_CHANGE = ("out", "epochs", "resume", "device", "publish", "publish_skipped", "command", "save_every",
+                     "save_minutes", "half")
+
+
+def config_from_dict(values: dict, *, source: str) -> TrainConfig:
+    """The inverse of `asdict(TrainConfig)`; settings missing from older files take their defaults."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{source}: unknown settings {', '.join(unknown)} (written by another version of train.py?)")
+    try:
+        return TrainConfig(**{k: NESTED[k](**v) if k in NESTED else v for k, v in values.items()})
+    except TypeError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+
+
+def read_run_config(out: str | Path) -> TrainConfig:
+    """The settings a run folder was started with (its train_config.json)."""
+    path = Path(out) / "train_config.json"
+    if not path.is_file():
+        raise ValueError(f"{out} holds no run to resume: there is no {path}")
+    try:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    return config_from_dict(values, source=str(path))
+
+
+def settings_that_differ(a: TrainConfig, b: TrainConfig) -> list[str]:
+    """Names of the settings that must match for b to continue a's run, and do not."""
+    left, right = json.loads(json.dumps(asdict(a))), json.loads(json.dumps(asdict(b)))  # tuples -> lists
+    return sorted(k for k in left if k not in RESUME_MAY_CHANGE and left[k] != right[k])
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings the loop cannot run, before anything is written."""
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
+    if cfg.shuffle not in ("epoch", "once", "none"):
+        raise ValueError(f"shuffle must be 'epoch', 'once' or 'none', got {cfg.shuffle!r}")
+    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "train_limit": cfg.train_limit,
+                "val_limit": cfg.val_limit, "save_every": cfg.save_every}
+    for name, value in positive.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if not cfg.save_minutes > 0:
+        raise ValueError(f"save_minutes must be above 0, got {cfg.save_minutes}")
 
 
 # ----------------------------------------------------------------------------- setup
@@ -120,6 +179,17 @@ class Progress:
     epoch: int = 0  # the epoch in progress (0-based)
     step: int = 0  # steps of that epoch already done
     history: list[dict] = field(default_factory=list)  # one dict per finished epoch
+    curve: list[list[float]] = field(default_factory=list)  # [position in epochs, rank 0's mean loss] for loss.png
+
+
+@dataclass
+class Parts:
+    """What a resume point saves and restores."""
+
+    model: DenoisingModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    noise_gen: torch.Generator
 
 
 def _gather(rt: Runtime, obj: object) -> list:
@@ -130,55 +200,72 @@ def _gather(rt: Runtime, obj: object) -> list:
     return out
 
 
-def save_resume(rt: Runtime, path: Path, *, model: DenoisingModel, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler, progress: Progress,
-                noise_gen: torch.Generator) -> None:
+def save_resume(rt: Runtime, path: Path, *, parts: Parts, progress: Progress) -> None:
     """Every rank contributes its noise generator state; rank 0 writes one file."""
-    gen_states = _gather(rt, noise_gen.get_state().cpu())
+    gen_states = _gather(rt, parts.noise_gen.get_state().cpu())
     if rt.main:
         atomic_torch_save({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "progress": asdict(progress), "noise_generators": gen_states, "world": rt.world,
-            "torch_rng": torch.get_rng_state(),
+            "model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict(), "progress": asdict(progress), "noise_generators": gen_states,
+            "world": rt.world, "torch_rng": torch.get_rng_state(),
         }, path)
 
 
-def load_resume(rt: Runtime, path: Path, *, model: DenoisingModel, optimizer: torch.optim.Optimizer,
-                scheduler: torch.optim.lr_scheduler.LRScheduler, noise_gen: torch.Generator) -> Progress:
+def load_resume(rt: Runtime, path: Path, *, parts: Parts) -> Progress:
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state["world"] != rt.world:
         raise ValueError(f"{path} was written by {state['world']} processes; resume with the same number")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    noise_gen.set_state(state["noise_generators"][rt.rank])
+    parts.model.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    parts.noise_gen.set_state(state["noise_generators"][rt.rank])
     torch.set_rng_state(state["torch_rng"])
     return Progress(**state["progress"])
 
 
-RESUME_MAY_CHANGE = ("epochs", "resume", "device", "publish", "command", "save_every", "half")
-
-
-def check_run_folder(cfg: TrainConfig, rt: Runtime) -> None:
-    """Refuse to overwrite a run by accident, and to resume one with different settings."""
+def prepare_run_folder(cfg: TrainConfig, rt: Runtime) -> bool:
+    """Refuse to overwrite a run by accident or to resume one with other settings; record the settings.
+    Returns whether there is a resume point to continue from."""
     out = Path(cfg.out)
-    saved = out / "train_config.json"
-    mine = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in RESUME_MAY_CHANGE}
+    has_resume_point = (out / "resume.pt").exists()
     if cfg.resume:
-        if not (out / "resume.pt").exists():
-            raise ValueError(f"--resume: there is no {out / 'resume.pt'} to resume from")
-        if saved.exists():
-            theirs = {k: v for k, v in json.loads(saved.read_text()).items() if k not in RESUME_MAY_CHANGE}
-            changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            if changed:
-                raise ValueError(f"--resume with settings that differ from the run in {out}: {', '.join(changed)}")
-    elif (out / "resume.pt").exists():
+        changed = settings_that_differ(read_run_config(out), cfg)
+        if changed:
+            raise ValueError(f"--resume with settings that differ from the run in {out}: {', '.join(changed)}")
+        if not has_resume_point:
+            log(rt, f"{out} has no resume point yet (the run stopped before its first one): "
+                    "starting that run over with its saved settings")
+    elif has_resume_point:
         raise ValueError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     if rt.main:
         out.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     if rt.world > 1:
         dist.barrier()
+    return cfg.resume and has_resume_point
+
+
+class ResumeTimer:
+    """When a mid-epoch resume point is due: every `save_every` steps, and once `save_minutes` have passed
+    since the last one. Under DDP every rank must save together, so rank 0's clock decides."""
+
+    def __init__(self, cfg: TrainConfig, rt: Runtime) -> None:
+        self.every, self.seconds, self.rt = cfg.save_every, cfg.save_minutes * 60, rt
+        self.reset()
+
+    def reset(self) -> None:
+        self.last = time.monotonic()
+
+    def due(self, step: int) -> bool:
+        if self.every and step % self.every == 0:
+            return True
+        if self.rt.world == 1:
+            return time.monotonic() - self.last >= self.seconds
+        if step % TIME_CHECK_STEPS:
+            return False
+        flag = torch.tensor([time.monotonic() - self.last >= self.seconds], device=self.rt.device)
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
 
 
 # ----------------------------------------------------------------------------- data
@@ -186,8 +273,6 @@ def check_run_folder(cfg: TrainConfig, rt: Runtime) -> None:
 
 def epoch_batches(n: int, *, cfg: TrainConfig, epoch: int, rt: Runtime) -> list[torch.Tensor]:
     """This rank's index batches for one epoch: one permutation for all ranks, dealt out rank by rank."""
-    if cfg.shuffle not in ("epoch", "once", "none"):
-        raise ValueError(f"shuffle must be 'epoch', 'once' or 'none', got {cfg.shuffle!r}")
     seed = cfg.seed + (epoch if cfg.shuffle == "epoch" else 0)
     order = torch.arange(n) if cfg.shuffle == "none" else torch.randperm(n, generator=_generator(torch.device("cpu"), seed))
     usable = n - n % rt.world  # every rank gets the same number of steps, or DDP would hang
@@ -260,167 +345,178 @@ def evaluate(model: torch.nn.Module, clean: torch.Tensor, noisy: torch.Tensor, *
     return result
 
 
-# ----------------------------------------------------------------------------- outputs
-
-
 @torch.inference_mode()
 def save_visual(model: torch.nn.Module, clean: torch.Tensor, noisy: torch.Tensor, path: Path, *,
-                rt: Runtime) -> None:
-    """The article's per-epoch picture: noisy, denoised and clean rows, one column per class."""
-    from torchvision.utils import save_image
-
+                classes: list[str], rt: Runtime) -> None:
+    """The article's per-epoch picture of the model's work on one test image per class."""
     model.eval()
     denoised = model(noisy.to(rt.device)).float().clamp(0, 1).cpu()
     model.train()
-    rows = torch.cat([noisy, denoised, clean])  # (3*K, C, H, W): the grid fills row by row
-    tmp = path.with_name(f".{path.name}")
-    save_image(rows, tmp, nrow=len(clean), padding=1, format="png")
-    os.replace(tmp, path)
-
-
-def save_plots(history: list[dict], out: Path, *, loss: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    loss_unit = "MSE" if loss == "mse" else "-PSNR (dB)"
-    for name, keys, ylabel in (("loss.png", ("train_loss", "val_loss"), loss_unit), ("psnr.png", ("val_psnr",), "dB")):
-        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
-        for key in keys:
-            ax.plot(epochs, [h[key] for h in history], marker="o", label=key.replace("_", " "))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / name)
-        plt.close(fig)
-
-
-def model_card(cfg: TrainConfig, model: DenoisingModel, progress: Progress, final: dict[str, float]) -> str:
-    last = progress.history[-1] if progress.history else {}
-    lines = [
-        "---", "library_name: denoiser", "license: mit", "tags:", "- image-denoising", "- salt-and-pepper", "---", "",
-        f"# {cfg.card_title}", "",
-        f"Architecture `{model.architecture}`, {model.parameter_count():,} parameters, "
-        f"config `{json.dumps(asdict(model.config))}`.", "",
-        "## Training", "",
-        f"- Data: `{cfg.data}` ({last.get('train_images', '?')} training images), {cfg.epochs} epochs, "
-        f"batch {cfg.batch_size} per process, Adam lr {cfg.lr} ({cfg.schedule}), {cfg.loss} loss.",
-        f"- Noise: `{json.dumps(asdict(cfg.noise))}`, {'frozen once' if cfg.frozen_noise else 'fresh every batch'}.",
-        f"- Preprocessing: `{json.dumps(asdict(cfg.preprocess))}`.",
-        f"- Command: `{cfg.command or 'python train.py'}`",
-        f"- Hardware: {last.get('device', '?')}, {sum(h['seconds'] for h in progress.history):.0f} s of training "
-        f"and validation.", "",
-        "## Validation at the end of training", "",
-        f"Noise `{json.dumps(asdict(cfg.val_noise))}` on `{json.dumps(asdict(cfg.val_preprocess))}` images, "
-        f"{last.get('val_images', '?')} images: PSNR {final['val_psnr']:.2f} dB, SSIM {final.get('val_ssim', float('nan')):.3f} "
-        "(SSIM: torchmetrics, Gaussian 11x11 window, sigma 1.5).",
-        "",
-    ]
-    return "\n".join(lines)
+    reports.save_epoch_grid(path, noisy=noisy, denoised=denoised, clean=clean, classes=classes)
 
 
 # ----------------------------------------------------------------------------- the loop
 
 
-def train(cfg: TrainConfig) -> dict[str, float]:
-    """Run (or resume) training as configured; returns the final validation figures."""
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
-    rt = setup_runtime(cfg.device)
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    resume_path = out / "resume.pt"
-    check_run_folder(cfg, rt)
+class EpochLoss:
+    """The epoch's running training loss, summed on the device: the bar shows its mean at most every
+    BAR_REFRESH_S seconds and loss.png gets a point every `curve_every` steps, so neither costs a device
+    sync per step."""
 
-    train_set = load_split(cfg.data, split="train", limit=cfg.train_limit)
-    val_set = load_split(cfg.data, split="test", limit=cfg.val_limit)
-    val_clean, val_noisy = make_val_pairs(val_set, cfg)
-    show = one_per_class(val_set.labels, num_classes=len(val_set.classes))
-    frozen = make_frozen_noise(train_set, cfg) if cfg.frozen_noise else None
-    train_images = train_set.images.pin_memory() if rt.device.type == "cuda" else train_set.images
+    def __init__(self, rt: Runtime, *, bar: tqdm, curve: list[list[float]], curve_every: int, steps: int,
+                 epoch: int) -> None:
+        self.rt, self.bar, self.curve, self.curve_every, self.steps, self.epoch = rt, bar, curve, curve_every, steps, epoch
+        self.sum, self.seen = torch.zeros((), device=rt.device), 0
+        self.window, self.window_seen = torch.zeros((), device=rt.device), 0
+        self.shown = -math.inf
 
+    def add(self, loss: torch.Tensor, n: int, *, step: int) -> None:
+        self.sum += loss.detach() * n
+        self.window += loss.detach() * n
+        self.seen, self.window_seen = self.seen + n, self.window_seen + n
+        if not self.rt.main:
+            return
+        now = time.monotonic()
+        if now - self.shown >= BAR_REFRESH_S:
+            self.bar.set_postfix(loss=f"{self.sum.item() / self.seen:.5f}")
+            self.shown = now
+        if (step + 1) % self.curve_every == 0 or step + 1 == self.steps:
+            self.curve.append([self.epoch + (step + 1) / self.steps, self.window.item() / self.window_seen])
+            self.window.zero_()
+            self.window_seen = 0
+
+    def totals(self) -> tuple[float, int]:
+        """The epoch's mean loss and images seen, over all ranks."""
+        total, seen = self.sum, self.seen
+        if self.rt.world > 1:
+            stats = torch.stack([total, torch.tensor(float(seen), device=self.rt.device)])
+            dist.all_reduce(stats)
+            total, seen = stats[0], int(stats[1].item())
+        return total.item() / max(seen, 1), seen
+
+
+def train_epoch(cfg: TrainConfig, rt: Runtime, *, net: torch.nn.Module, parts: Parts, progress: Progress,
+                train_images: torch.Tensor, frozen: torch.Tensor | None, timer: ResumeTimer,
+                resume_path: Path) -> tuple[float, int, float]:
+    """Train from progress.step to the end of progress.epoch; returns (mean loss, images seen, seconds)."""
+    epoch, start_step = progress.epoch, progress.step
+    batches = epoch_batches(len(train_images), cfg=cfg, epoch=epoch, rt=rt)
+    t0 = time.perf_counter()
+    bar = tqdm(range(start_step, len(batches)), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not rt.main,
+               initial=start_step, total=len(batches), unit="step")
+    meter = EpochLoss(rt, bar=bar, curve=progress.curve, steps=len(batches), epoch=epoch,
+                      curve_every=max(1, len(batches) // CURVE_POINTS_PER_EPOCH))
+    for step in bar:
+        idx = batches[step]
+        clean = prepare_batch(train_images[idx].to(rt.device, non_blocking=True), cfg.preprocess,
+                              generator=parts.noise_gen)
+        noisy = frozen[idx].to(rt.device) if frozen is not None else cfg.noise.apply(clean, generator=parts.noise_gen)
+        with torch.autocast(rt.device.type, dtype=rt.autocast_dtype, enabled=rt.autocast_dtype is not None):
+            loss = image_loss(net(noisy).float(), clean, kind=cfg.loss)
+        parts.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        parts.optimizer.step()
+        parts.scheduler.step()
+        meter.add(loss, len(idx), step=step)
+        progress.step = step + 1
+        if progress.step < len(batches) and timer.due(progress.step):
+            save_resume(rt, resume_path, parts=parts, progress=progress)
+            timer.reset()
+            log(rt, f"saved resume state: epoch {epoch + 1} step {progress.step}")
+    bar.close()
+    seconds = time.perf_counter() - t0
+    return (*meter.totals(), seconds)
+
+
+def write_epoch_outputs(cfg: TrainConfig, rt: Runtime, *, model: DenoisingModel, progress: Progress,
+                        record: dict, show: tuple[torch.Tensor, torch.Tensor, list[str]]) -> None:
+    """Rank 0's files after an epoch: picture, checkpoint (with its card after the last epoch), history, plots."""
+    out, is_last = Path(cfg.out), record["epoch"] == cfg.epochs
+    clean, noisy, classes = show
+    save_visual(model, clean, noisy, out / f"epoch_{record['epoch']:03d}.png", classes=classes, rt=rt)
+    card = reports.model_card(cfg, model=model, history=progress.history, final=record) if is_last else None
+    save_checkpoint(model, out / "checkpoint", card=card, half=cfg.half and is_last)
+    (out / "history.json").write_text(json.dumps(progress.history, indent=2) + "\n")
+    reports.save_plots(out, history=progress.history, curve=progress.curve, loss=cfg.loss)
+
+
+def build_parts(cfg: TrainConfig, rt: Runtime, *, steps_per_epoch: int) -> Parts:
     # channels_last: oneDNN's faster convolution layout (1.16x training throughput on this project's CPU).
     model = build_model(cfg.architecture, cfg.model_config).to(rt.device, memory_format=torch.channels_last)
-    net: torch.nn.Module = DistributedDataParallel(model) if rt.world > 1 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    steps_per_epoch = len(epoch_batches(len(train_set), cfg=cfg, epoch=0, rt=rt))
     total_steps = cfg.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
         if cfg.schedule == "cosine" else (lambda s: 1.0))
     noise_gen = _generator(rt.device, cfg.seed * 7919 + rt.rank)  # a distinct noise stream per rank
+    return Parts(model, optimizer, scheduler, noise_gen)
 
+
+def finish(cfg: TrainConfig, rt: Runtime) -> None:
+    """Publish the checkpoint, or say where it is and why it was not published."""
+    checkpoint = Path(cfg.out) / "checkpoint"
+    if cfg.publish:
+        copy_checkpoint(checkpoint, cfg.publish)
+        log(rt, f"published {checkpoint} -> {cfg.publish}")
+    else:
+        log(rt, f"checkpoint written to {checkpoint} (not published: {cfg.publish_skipped or 'no publish folder'};"
+                " pass --publish DIR to publish)")
+
+
+def train(cfg: TrainConfig) -> dict[str, float]:
+    """Run (or resume) training as configured; returns the final validation figures."""
+    check_config(cfg)
+    rt = setup_runtime(cfg.device)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    resume_path = out / "resume.pt"
+    resuming = prepare_run_folder(cfg, rt)
+
+    train_set = load_split(cfg.data, split="train", limit=cfg.train_limit, seed=cfg.seed)
+    val_set = load_split(cfg.data, split="test", limit=cfg.val_limit, seed=VAL_SAMPLE_SEED)
+    val_clean, val_noisy = make_val_pairs(val_set, cfg)
+    show = one_per_class(val_set.labels, num_classes=len(val_set.classes))
+    shown = (val_clean[show], val_noisy[show], [val_set.classes[i] for i in val_set.labels[show].tolist()])
+    frozen = make_frozen_noise(train_set, cfg) if cfg.frozen_noise else None
+    train_images = train_set.images.pin_memory() if rt.device.type == "cuda" else train_set.images
+
+    steps_per_epoch = len(epoch_batches(len(train_set), cfg=cfg, epoch=0, rt=rt))
+    parts = build_parts(cfg, rt, steps_per_epoch=steps_per_epoch)
+    net: torch.nn.Module = DistributedDataParallel(parts.model) if rt.world > 1 else parts.model
     progress = Progress()
-    if cfg.resume:
-        progress = load_resume(rt, resume_path, model=model, optimizer=optimizer, scheduler=scheduler,
-                               noise_gen=noise_gen)
+    if resuming:
+        progress = load_resume(rt, resume_path, parts=parts)
         log(rt, f"resuming from {resume_path}: epoch {progress.epoch + 1}, step {progress.step}")
-    log(rt, f"model {cfg.architecture}: {model.parameter_count():,} parameters | device {rt.device}"
+    log(rt, f"model {cfg.architecture}: {parts.model.parameter_count():,} parameters | device {rt.device}"
             f"{' ' + str(rt.autocast_dtype) if rt.autocast_dtype else ' fp32'} | {rt.world} process(es) | "
             f"train {len(train_set):,} images, validation {len(val_set):,} images | {steps_per_epoch} steps/epoch")
 
     net.train()
+    timer = ResumeTimer(cfg, rt)
     while progress.epoch < cfg.epochs:
-        epoch, start_step = progress.epoch, progress.step
-        batches = epoch_batches(len(train_set), cfg=cfg, epoch=epoch, rt=rt)
-        loss_sum, seen, t0 = torch.zeros((), device=rt.device), 0, time.perf_counter()
-        bar = tqdm(range(start_step, len(batches)), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not rt.main,
-                   initial=start_step, total=len(batches), unit="step")
-        for step in bar:
-            idx = batches[step]
-            clean = prepare_batch(train_images[idx].to(rt.device, non_blocking=True), cfg.preprocess,
-                                  generator=noise_gen)
-            noisy = frozen[idx].to(rt.device) if frozen is not None else cfg.noise.apply(clean, generator=noise_gen)
-            with torch.autocast(rt.device.type, dtype=rt.autocast_dtype, enabled=rt.autocast_dtype is not None):
-                loss = image_loss(net(noisy).float(), clean, kind=cfg.loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach() * len(idx)
-            seen += len(idx)
-            if rt.main and step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.5f}")
-            progress.step = step + 1
-            if progress.step % cfg.save_every == 0 and progress.step < len(batches):
-                save_resume(rt, resume_path, model=model, optimizer=optimizer, scheduler=scheduler,
-                            progress=progress, noise_gen=noise_gen)
-                log(rt, f"saved resume state: epoch {epoch + 1} step {progress.step}")
-        bar.close()
-        train_seconds = time.perf_counter() - t0
-        if rt.world > 1:
-            stats = torch.stack([loss_sum, torch.tensor(float(seen), device=rt.device)])
-            dist.all_reduce(stats)
-            loss_sum, seen = stats[0], int(stats[1].item())
-        is_last = epoch + 1 == cfg.epochs
-        figures = evaluate(model, val_clean, val_noisy, rt=rt, loss=cfg.loss, with_ssim=is_last)
-        record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(seen, 1), **figures,
-                  "images_per_s": seen / train_seconds, "seconds": time.perf_counter() - t0,
-                  "train_images": len(train_set), "val_images": len(val_set), "device": str(rt.device),
-                  "world": rt.world, "partial_epoch": start_step > 0}
+        epoch = progress.epoch
+        partial = progress.step > 0
+        t0 = time.perf_counter()
+        train_loss, seen, train_seconds = train_epoch(cfg, rt, net=net, parts=parts, progress=progress,
+                                                      train_images=train_images, frozen=frozen, timer=timer,
+                                                      resume_path=resume_path)
+        figures = evaluate(parts.model, val_clean, val_noisy, rt=rt, loss=cfg.loss, with_ssim=epoch + 1 == cfg.epochs)
+        record = {"epoch": epoch + 1, "train_loss": train_loss, **figures, "images_per_s": seen / train_seconds,
+                  "seconds": time.perf_counter() - t0, "train_images": len(train_set), "val_images": len(val_set),
+                  "device": str(rt.device), "world": rt.world, "partial_epoch": partial}
         progress.history.append(record)
         progress.epoch, progress.step = epoch + 1, 0
         log(rt, f"epoch {epoch + 1}/{cfg.epochs} | train loss {record['train_loss']:.5f} | val loss "
                 f"{record['val_loss']:.5f} | val PSNR {record['val_psnr']:.2f} dB | "
                 f"{record['images_per_s']:.0f} images/s | {record['seconds']:.0f} s")
         if rt.main:
-            out.mkdir(parents=True, exist_ok=True)
-            save_visual(model, val_clean[show], val_noisy[show], out / f"epoch_{epoch + 1:03d}.png", rt=rt)
-            card = model_card(cfg, model, progress, record) if is_last else ""
-            save_checkpoint(model, out / "checkpoint", card=ModelCard(card) if card else None, half=cfg.half and is_last)
-            (out / "history.json").write_text(json.dumps(progress.history, indent=2) + "\n")
-            save_plots(progress.history, out, loss=cfg.loss)
-        save_resume(rt, resume_path, model=model, optimizer=optimizer, scheduler=scheduler, progress=progress,
-                    noise_gen=noise_gen)
+            write_epoch_outputs(cfg, rt, model=parts.model, progress=progress, record=record, show=shown)
+        save_resume(rt, resume_path, parts=parts, progress=progress)
+        timer.reset()
 
     final = progress.history[-1] if progress.history else {}
-    if rt.main and cfg.publish and final:
-        copy_checkpoint(out / "checkpoint", cfg.publish)
-        log(rt, f"published {out / 'checkpoint'} -> {cfg.publish}")
+    if rt.main and final:
+        finish(cfg, rt)
     if rt.world > 1:
         dist.barrier()
         dist.destroy_process_group()
