@@ -43,7 +43,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 try:
     import spaces
 
-    gpu = spaces.GPU
+    # Seconds of GPU time each request reserves (spaces' default is 60; shorter requests queue sooner). The
+    # largest accepted image, 4.2 MP in colour, takes 17 s on 2 CPU cores; on a GPU slice it needs a fraction
+    # of that, and 30 s leaves room for ZeroGPU's worker start. Check it against gpu_check.sh's 4 MP rows.
+    gpu = spaces.GPU(duration=30)
 except ImportError:
     def gpu(fn: Callable) -> Callable:
         return fn
