@@ -10,7 +10,9 @@ import pytest
 import torch
 from torchvision.datasets import CIFAR10
 
-from denoiser.data import Preprocess, article_normalize, load_split, one_per_class, prepare_batch, to_gray
+import denoiser.data
+from denoiser.data import (Preprocess, article_normalize, load_split, one_per_class, prepare_batch,
+                           sample_across_classes, to_gray)
 
 from conftest import CLASSES
 
@@ -48,6 +50,9 @@ def test_torchvision_cifar_folder(tmp_path, monkeypatch) -> None:
     expected = torch.from_numpy(raw["data"].reshape(-1, 3, 32, 32))  # CIFAR rows are (3*32*32) planar RGB
     assert torch.equal(test.images, expected)
     assert test.labels.tolist() == raw["labels"]
+    sample = load_split(root, split="train", limit=10, seed=3)
+    keep = sample_across_classes(train.labels.tolist(), limit=10, seed=3)
+    assert torch.equal(sample.images, train.images[keep]) and torch.equal(sample.labels, train.labels[keep])
 
 
 def test_image_folder_with_png_and_jpeg(image_folder: Path) -> None:
@@ -66,6 +71,41 @@ def test_zip_matches_the_extracted_folder(image_folder: Path, tmp_path: Path) ->
     from_zip, from_folder = load_split(archive, split="test"), load_split(image_folder, split="test")
     assert torch.equal(from_zip.images, from_folder.images)
     assert torch.equal(from_zip.labels, from_folder.labels)
+
+
+def test_sample_across_classes_is_even_seeded_and_in_file_order() -> None:
+    labels = [0] * 10 + [1] * 2 + [2] * 6
+    keep = sample_across_classes(labels, limit=7, seed=0)
+    assert keep == sorted(keep) and len(set(keep)) == 7
+    assert sorted(labels[i] for i in keep) == [0, 0, 0, 1, 1, 2, 2]  # class 1 gives all it has, the rest share
+    assert sample_across_classes(labels, limit=7, seed=0) == keep
+    assert sample_across_classes(labels, limit=7, seed=1) != keep
+    assert sample_across_classes(labels, limit=None, seed=0) == list(range(18))
+    assert sample_across_classes(labels, limit=50, seed=0) == list(range(18))
+    with pytest.raises(ValueError, match="limit must be a positive"):
+        sample_across_classes(labels, limit=0, seed=0)
+
+
+def test_limits_sample_every_class_and_decode_only_the_sample(image_folder: Path, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # class-sorted, like the offline CIFAR-10 copy
+        for f in sorted(image_folder.rglob("*.*")):
+            zf.write(f, f.relative_to(image_folder))
+    decoded = []
+    decode = denoiser.data._decode_rgb
+    monkeypatch.setattr(denoiser.data, "_decode_rgb", lambda data, *, name: decoded.append(name) or decode(data, name=name))
+    from_zip = load_split(archive, split="train", limit=6, seed=0)
+    assert len(decoded) == 6
+    assert torch.bincount(from_zip.labels).tolist() == [2, 2, 2]
+    from_folder = load_split(image_folder, split="train", limit=6, seed=0)
+    assert torch.equal(from_zip.images, from_folder.images) and torch.equal(from_zip.labels, from_folder.labels)
+    other = load_split(archive, split="train", limit=6, seed=1)
+    assert not torch.equal(other.images, from_zip.images)
+    # Classes are dealt in turn, so 5 of 3 classes is 2, 2, 1.
+    assert torch.bincount(load_split(image_folder, split="test", limit=5).labels).tolist() == [2, 2, 1]
+    with pytest.raises(ValueError, match="limit must be a positive"):
+        load_split(image_folder, split="test", limit=-1)
 
 
 def test_bad_sources_give_clear_errors(tmp_path: Path, image_folder: Path) -> None:
