@@ -1,19 +1,25 @@
 """Gradio demo (and Hugging Face Space): pick or upload an image, add salt-and-pepper noise, remove it.
 
-The demo sits on the `denoiser` package's public API: `load_denoiser(...).denoise(image)` for the trained
-models (the default model and the autoencoder of the Paperspace "Denoising Autoencoders" article) and the
-classical median filters from `denoiser.filters` as baselines. It reads uploads itself (the image input
-hands over a file path, unprocessed) so that every bad file gets a clear message and a huge image is
-refused from its header, before any pixel is decoded.
+The demo sits on the `denoiser` package's public API: the methods table (`denoiser.methods.METHODS`: the
+trained default model, the autoencoder of the Paperspace "Denoising Autoencoders" article, and classic
+median filters as baselines), `Denoiser.denoise(pixels, progress=...)`, and `denoiser.uploads`, which
+decides which files a request may read and turns them into pixels. Each result is written once, as a
+PNG inside this instance's own Gradio cache folder, and handed to every output as that same file.
 
-File layout follows Gradio's demo style: settings, image reading, handlers, then layout, then wiring.
+File layout follows Gradio's demo style: settings, disk, methods, handlers, then layout, then wiring.
 
 Settings, all optional, from the environment:
     DENOISER_MODEL_REPO    Hugging Face Hub repo id (or checkpoint folder) of the default model;
                            unset: checkpoints/default
     DENOISER_ARTICLE_REPO  the same for the article's autoencoder; unset: checkpoints/article
+    DENOISER_BACKEND       auto | torch | onnx: how the learned models run (default auto)
     DENOISER_MAX_PIXELS    largest accepted image, in pixels (default 4,194,304 = 2048 x 2048)
-    DENOISER_CONCURRENCY   requests worked on at once (default 2); the rest wait in the queue
+    DENOISER_CONCURRENCY   requests worked on at once (default: the CPU count); the rest wait in the queue
+    DENOISER_MODEL_CONCURRENCY  of those, how many may run a learned model at once (default 1 on the CPU,
+                           where one model call already uses every core; 2 on a GPU)
+    DENOISER_CACHE_MB      disk kept for uploads and results of this instance (default 1024)
+    DENOISER_CACHE_MINUTES how long an upload or result stays downloadable (default 30)
+    GRADIO_TEMP_DIR        where this instance makes its folder (default: the system's temporary folder)
     GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to listen (Gradio's own; Spaces set 0.0.0.0:7860)
 """
 
@@ -28,10 +34,12 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +62,14 @@ except ImportError:
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from denoiser.filters import AdaptiveMedianDenoiser, MedianDenoiser  # noqa: E402
-from denoiser.imaging import array_to_tensor, tensor_to_array  # noqa: E402
-from denoiser.inference import ARTICLE_CHECKPOINT, load_denoiser  # noqa: E402
+from denoiser.imaging import array_to_tensor  # noqa: E402
 from denoiser.interface import Denoiser, select_device  # noqa: E402
-from denoiser.metrics import MAX_PSNR_DB, psnr, ssim  # noqa: E402
+from denoiser.methods import METHODS  # noqa: E402
+from denoiser.metrics import MAX_PSNR_DB, psnr_ssim_in_bands  # noqa: E402
 from denoiser.noise import salt_and_pepper_array  # noqa: E402
+from denoiser.uploads import LoadedImage, UploadError, read_upload  # noqa: E402
 
 log = logging.getLogger("app")
 
@@ -69,58 +77,152 @@ ROOT = Path(__file__).resolve().parent
 GALLERY_DIR = ROOT / "assets" / "gallery"
 MAX_PIXELS = int(os.environ.get("DENOISER_MAX_PIXELS", str(2048 * 2048)))
 MAX_FILE_SIZE = "32mb"  # fits a 4-megapixel 16-bit RGB TIFF, the biggest common file under MAX_PIXELS
-CONCURRENCY = int(os.environ.get("DENOISER_CONCURRENCY", "2"))
+BACKEND = os.environ.get("DENOISER_BACKEND", "auto").strip() or "auto"
+DEVICE = select_device()
+CPU_COUNT = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+# Filters use one core each at a time, so as many requests as cores keep the machine busy; a model call
+# already spreads over every core, so on the CPU a second one at once only doubles the memory.
+CONCURRENCY = int(os.environ.get("DENOISER_CONCURRENCY", str(CPU_COUNT)))
+MODEL_CONCURRENCY = int(os.environ.get("DENOISER_MODEL_CONCURRENCY", "1" if DEVICE.type == "cpu" else "2"))
 QUEUE_SIZE = 64
-MIN_SIDE = 2  # a 1-pixel-wide image has no neighbours to denoise from
+CACHE_BYTES = int(float(os.environ.get("DENOISER_CACHE_MB", "1024")) * 2**20)
+CACHE_MAX_AGE_S = float(os.environ.get("DENOISER_CACHE_MINUTES", "30")) * 60
+CACHE_GRACE_S = 30  # never removed younger: the caller is still fetching the files it was just handed
 SSIM_MIN_SIDE = 11  # the SSIM window; smaller images get PSNR only
 MAX_AMOUNT = 0.9
 DEFAULT_AMOUNT = 0.25  # the article's intensity 0.2 corrupts 25% of pixels
 MAX_SEED = 2**32 - 1
-RESULTS_DIR = Path(tempfile.mkdtemp(prefix="denoiser-app-"))
-atexit.register(shutil.rmtree, RESULTS_DIR, ignore_errors=True)
-RESULTS_MAX_AGE_S = 15 * 60  # Gradio copies each result into its own cache; ours are only a staging area
+NEAR_EXTREME = 15 / 255  # within this of 0 or 1 a value may be a (compressed) impulse
+FEW_IMPULSES = 0.01  # below this share of such values, an "already noisy" image barely has impulse noise
+APP_METHODS = ("default", "article", "median3", "adaptive_median")
+ON_ZERO_GPU = "spaces" in sys.modules
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Methods: loaded once at start. A missing checkpoint disables that method but not the app.
+# Disk: one folder per running instance holds Gradio's cache (uploads) and our results, so the instance can
+# bound it while running and remove it whole at exit. A lock held for the process's life marks it as alive;
+# folders whose lock is free belong to instances that died without cleaning up (kill -9) and are swept.
 
-@dataclass(frozen=True)
-class Method:
-    key: str  # the value API callers send
-    label: str  # what the UI shows
-    blurb: str  # one line for the method list under the choice
-
-
-METHODS = [
-    Method("default", "Default model", "a U-Net trained here; it repaints only the black and white "
-           "pixels and leaves every other pixel as it is"),
-    Method("article", "Article autoencoder", "the article's 6+6-layer autoencoder. It only knows 32×32 "
-           "grayscale images: on anything else it runs on each colour channel separately, in 32×32 tiles"),
-    Method("median3", "3×3 median", "the classic filter: every pixel becomes the median of its 3×3 "
-           "neighbourhood (no learning)"),
-    Method("adaptive_median", "Adaptive median", "a median filter that grows its window where noise is "
-           "dense and only replaces pixels it judges to be noise (no learning)"),
-]
-METHOD_BY_KEY = {m.key: m for m in METHODS}
+INSTANCE_PREFIX = "denoiser-app-"
+LOCK_NAME = ".alive"
 
 
-def _model_source(env_var: str, local: Path | None) -> str | Path | None:
-    repo_id = os.environ.get(env_var, "").strip()
-    return repo_id or local
+def _lock(path: Path, *, blocking: bool) -> Any:
+    """An open file holding an exclusive lock on `path`, or None when another process holds it."""
+    import fcntl  # POSIX only; Windows gets no sweep (see sweep_dead_instances)
+
+    handle = open(path, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def sweep_dead_instances(base: Path, *, min_age_s: float = 60.0) -> list[Path]:
+    """Remove the folders of instances under `base` that are no longer running; returns what was removed."""
+    if os.name != "posix":
+        return []
+    removed = []
+    for folder in base.glob(f"{INSTANCE_PREFIX}*"):
+        try:
+            if not folder.is_dir() or time.time() - folder.stat().st_mtime < min_age_s:
+                continue  # young folders may be an instance that has not taken its lock yet
+            handle = _lock(folder / LOCK_NAME, blocking=False)
+        except OSError:
+            continue
+        if handle is None:
+            continue  # alive
+        shutil.rmtree(folder, ignore_errors=True)
+        handle.close()
+        removed.append(folder)
+    return removed
+
+
+def start_instance_folder() -> tuple[Path, Any]:
+    """This instance's folder, locked, after sweeping dead ones; Gradio's cache is pointed at it."""
+    base = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    for folder in sweep_dead_instances(base):
+        log.info("removed %s, left by an instance that is no longer running", folder)
+    folder = Path(tempfile.mkdtemp(prefix=f"{INSTANCE_PREFIX}{os.getpid()}-", dir=base)).resolve()
+    lock = _lock(folder / LOCK_NAME, blocking=True) if os.name == "posix" else None
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)  # read by Gradio for every upload and cached output
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder, lock
+
+
+INSTANCE_DIR, _INSTANCE_LOCK = start_instance_folder()
+# What Gradio caches while the page is built (the gallery's images) must outlive every sweep; set below.
+STARTUP_ENTRIES: frozenset[str] = frozenset()
+
+
+def _entry_size(entry: os.DirEntry) -> int:
+    if entry.is_file(follow_symlinks=False):
+        return entry.stat(follow_symlinks=False).st_size
+    total = 0
+    for root, _, files in os.walk(entry.path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total
+
+
+def sweep_cache(*, now: float | None = None) -> None:
+    """Keep this instance's uploads and results within CACHE_MAX_AGE_S and CACHE_BYTES, oldest first."""
+    now = time.time() if now is None else now
+    entries = []
+    for entry in os.scandir(INSTANCE_DIR):
+        if entry.name == LOCK_NAME or entry.name in STARTUP_ENTRIES:
+            continue
+        try:
+            entries.append((entry.stat(follow_symlinks=False).st_mtime, _entry_size(entry), entry.path))
+        except FileNotFoundError:  # a concurrent request swept it first
+            continue
+    entries.sort()
+    total = sum(size for _, size, _ in entries)
+    for mtime, size, path in entries:
+        age = now - mtime
+        if age < CACHE_GRACE_S or (age < CACHE_MAX_AGE_S and total <= CACHE_BYTES):
+            break
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            Path(path).unlink(missing_ok=True)
+        total -= size
+
+
+def new_result_folder() -> Path:
+    """A fresh folder for one request's PNGs, inside Gradio's cache so that outputs are not copied again."""
+    sweep_cache()
+    folder = INSTANCE_DIR / f"result-{uuid.uuid4().hex}"  # one per request keeps readable names unique
+    folder.mkdir()
+    return folder
+
+
+def keep_upload(path: Path) -> None:
+    """Mark an upload as used now, so that a visitor who keeps re-running it does not see it expire."""
+    if path.parent != INSTANCE_DIR and path.parent.parent == INSTANCE_DIR:
+        os.utime(path.parent)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Methods: built once at start from the package's table. A missing checkpoint disables that method only.
+
+def _model_source(key: str) -> str | None:
+    env_var = {"default": "DENOISER_MODEL_REPO", "article": "DENOISER_ARTICLE_REPO"}.get(key)
+    return (os.environ.get(env_var, "").strip() or None) if env_var else None
 
 
 def load_methods() -> tuple[dict[str, Denoiser], dict[str, str]]:
     """Build every method once; returns the working ones and, per failed one, why it failed."""
-    makers: dict[str, Callable[[], Denoiser]] = {
-        "default": lambda: load_denoiser(_model_source("DENOISER_MODEL_REPO", None)),
-        "article": lambda: load_denoiser(_model_source("DENOISER_ARTICLE_REPO", ARTICLE_CHECKPOINT)),
-        "median3": lambda: MedianDenoiser(size=3, device=select_device()),
-        "adaptive_median": lambda: AdaptiveMedianDenoiser(device=select_device()),
-    }
     ready, failed = {}, {}
-    for key, make in makers.items():
+    for key in APP_METHODS:
         try:
-            ready[key] = make()
+            ready[key] = METHODS[key].build(source=_model_source(key), device=DEVICE, backend=BACKEND)
         except Exception as err:  # noqa: BLE001 - any load failure must leave the other methods usable
             failed[key] = f"{type(err).__name__}: {err}"
             log.warning("method %r is unavailable: %s", key, failed[key])
@@ -128,6 +230,9 @@ def load_methods() -> tuple[dict[str, Denoiser], dict[str, str]]:
 
 
 DENOISERS, UNAVAILABLE = load_methods()
+MODEL_SLOTS = threading.BoundedSemaphore(MODEL_CONCURRENCY)
+# PNG encoding runs beside the model and the metrics; Pillow's encoder and torch both release the GIL.
+ENCODER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="png")
 
 
 class InputError(gr.Error):
@@ -138,198 +243,65 @@ class InputError(gr.Error):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Reading an upload: header check first, then decode into float pixels in [0, 1] plus optional alpha.
-
-@dataclass
-class LoadedImage:
-    pixels: np.ndarray  # float32 (H, W) grayscale or (H, W, 3) colour, in [0, 1]
-    alpha: np.ndarray | None  # float32 (H, W) in [0, 1], or None when the image is fully opaque
-    name: str  # file stem, used to name the download
-    notes: list[str]  # what the reader did that a user should know (16-bit, rotated, rescaled...)
-
-
-def _too_large_message(width: int, height: int) -> str:
-    return (f"The image is {width}×{height} pixels ({width * height / 1e6:.1f} megapixels); this demo "
-            f"accepts up to {MAX_PIXELS / 1e6:.1f} megapixels. Please downscale it and try again.")
-
-
-def _declared_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from a PNG or GIF header, read by hand: Pillow refuses zero-size images as unknown."""
-    with open(path, "rb") as f:
-        head = f.read(24)
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
-        return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
-    return None
-
-
-def open_upload(path: str | Path) -> tuple[Image.Image, int]:
-    """Decode `path` after checking its size from the header alone; returns the upright image and its
-    frame count. The file is closed on return. Every failure is an InputError with a readable message."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("The uploaded file could not be found on the server. Please upload it again.")
-    if path.stat().st_size == 0:
-        raise InputError("The file is empty (0 bytes). Please upload an image file.")
-    try:
-        image = Image.open(path)  # reads the header only
-    except Image.DecompressionBombError:
-        raise InputError("The image is far too large: its header claims more than "
-                         f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels. This demo accepts up to "
-                         f"{MAX_PIXELS / 1e6:.1f} megapixels.") from None
-    except UnidentifiedImageError:
-        declared = _declared_size(path)
-        if declared is not None and 0 in declared:
-            raise InputError(f"The image has no pixels: its header says {declared[0]}×{declared[1]}.") from None
-        raise InputError("This file is not an image that can be read. Please upload a PNG, JPEG, WebP, "
-                         "BMP, TIFF or GIF image.") from None
-    except Exception as err:  # noqa: BLE001 - Pillow signals a malformed header with many exception types
-        raise InputError(f"This file looks like an image but its header is damaged ({err}).") from None
-    with image:
-        width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise InputError(_too_large_message(width, height))
-        if width < MIN_SIDE or height < MIN_SIDE:
-            raise InputError(f"The image is {width}×{height} pixels: too small to denoise. It needs at least "
-                             f"{MIN_SIDE}×{MIN_SIDE} pixels.")
-        try:
-            image.load()
-            # phone photos store their rotation in EXIF; exif_transpose returns a copy that outlives the file
-            return ImageOps.exif_transpose(image), getattr(image, "n_frames", 1)
-        except Exception as err:  # noqa: BLE001 - truncated or corrupt data surfaces as OSError, SyntaxError...
-            raise InputError(f"The image could not be decoded: the file is truncated or damaged ({err}).") from None
-
-
-def _float_pixels(image: Image.Image, notes: list[str]) -> np.ndarray:
-    """Pixels of a single-band or RGB image as float32 in [0, 1]."""
-    if image.mode.startswith("I;16"):
-        notes.append("16-bit grayscale was read at full precision; the PNG results are 8-bit.")
-        return np.asarray(image, dtype=np.float32) / 65535.0
-    if image.mode == "I":  # 16-bit PNGs may open as 32-bit integers holding 16-bit values
-        values = np.asarray(image, dtype=np.float64)
-        scale = 65535.0 if values.max() <= 65535 else float(2**31 - 1)
-        notes.append("High bit-depth grayscale was read at full precision; the PNG results are 8-bit.")
-        return (np.clip(values, 0, None) / scale).astype(np.float32)
-    if image.mode == "F":
-        values = np.asarray(image, dtype=np.float32)
-        if not np.isfinite(values).all():
-            raise InputError("The floating-point image contains NaN or infinite values.")
-        low, high = float(values.min()), float(values.max())
-        if low < 0.0 or high > 1.0:
-            notes.append(f"Floating-point pixels were rescaled from [{low:.3g}, {high:.3g}] to [0, 1].")
-            values = (values - low) / max(high - low, 1e-12)
-        return values.astype(np.float32)
-    if image.mode not in ("L", "RGB"):
-        image = image.convert("RGB")
-    return np.asarray(image, dtype=np.float32) / 255.0
-
-
-def decode_image(image: Image.Image, *, name: str, frames: int = 1) -> LoadedImage:
-    """Split a decoded Pillow image into colour/gray pixels and alpha; colour stays colour."""
-    notes: list[str] = []
-    if frames > 1:
-        notes.append("Only the first frame of this multi-frame image is used.")
-    mode = image.mode
-    if mode == "1":
-        image = image.convert("L")
-    elif mode == "P":  # palette: its transparency, if any, becomes a real alpha channel
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode in ("PA", "RGBa", "La") or (mode not in ("L", "LA", "RGB", "RGBA", "F", "I")
-                                          and not mode.startswith("I;16")):
-        image = image.convert("RGBA" if "A" in mode or "a" in mode else "RGB")
-    alpha = None
-    if image.mode in ("LA", "RGBA"):
-        band = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
-        if band.min() < 1.0:  # a fully opaque alpha carries nothing worth keeping
-            alpha = band
-            notes.append("Transparency was kept: the noise and the denoising touch only the colours.")
-        image = image.convert("L" if image.mode == "LA" else "RGB")
-    return LoadedImage(pixels=_float_pixels(image, notes), alpha=alpha, name=name, notes=notes)
-
-
-def read_upload(path: str | Path, *, name: str | None = None) -> LoadedImage:
-    image, frames = open_upload(path)
-    return decode_image(image, name=name or Path(path).stem, frames=frames)
-
-
-def _upload_path(payload: Any) -> tuple[str, str | None]:
-    """The file path (and original name) of an image input; events run with preprocess=False."""
-    if payload is None or payload == "":
-        raise InputError("No image given. Pick one from the gallery or upload your own.")
-    if isinstance(payload, (str, Path)):
-        return str(payload), None
-    if isinstance(payload, dict) and payload.get("path"):
-        orig = payload.get("orig_name")
-        return payload["path"], Path(orig).stem if orig else None
-    raise InputError("The image input could not be read. Please upload the image again.")
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Pure steps: noise, denoise, measure, save.
 
 @gpu
-def run_method(key: str, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+def run_method(key: str, pixels: np.ndarray, progress: Callable[[int, int], None] | None = None
+               ) -> tuple[np.ndarray, float]:
     """Denoise with the chosen method; returns the result and the seconds the method itself took."""
     start = time.perf_counter()
-    out = DENOISERS[key].denoise(pixels)
+    out = DENOISERS[key].denoise(pixels, progress=progress)
     return out, time.perf_counter() - start
 
 
-def quality(clean: np.ndarray, noisy: np.ndarray, denoised: np.ndarray) -> tuple[float | None, ...]:
-    """PSNR (dB) and SSIM of the noisy and the denoised image against the clean one, in one batch.
-
-    Returns (psnr_noisy, ssim_noisy, psnr_denoised, ssim_denoised); SSIM is None below 11×11 pixels.
-    """
-    batch = torch.stack([array_to_tensor(noisy), array_to_tensor(denoised)])  # 2 x (C, H, W) -> (2, C, H, W)
-    reference = array_to_tensor(clean).unsqueeze(0).expand_as(batch)  # (C, H, W) -> (2, C, H, W)
-    p = psnr(batch, reference).tolist()
-    s = ssim(batch, reference).tolist() if min(clean.shape[:2]) >= SSIM_MIN_SIDE else [None, None]
-    return p[0], s[0], p[1], s[1]
+def quality(clean: np.ndarray, other: np.ndarray) -> tuple[float, float | None]:
+    """PSNR (dB) and SSIM of `other` against `clean`; SSIM is None below 11×11 pixels. Bands keep the
+    memory of a 4-megapixel image to tens of MB."""
+    psnr_db, ssim_value = psnr_ssim_in_bands(array_to_tensor(other).unsqueeze(0),  # (C, H, W) -> (1, C, H, W)
+                                             array_to_tensor(clean).unsqueeze(0))
+    return float(psnr_db[0]), (float(ssim_value[0]) if min(clean.shape[:2]) >= SSIM_MIN_SIDE else None)
 
 
-def warm_up() -> None:
-    """Pay one-time costs at start, not in the first visitor's request: SSIM's first call imports
-    torchmetrics (and with it torchvision), which takes seconds."""
-    clean = np.full((SSIM_MIN_SIDE, SSIM_MIN_SIDE, 3), 0.5, dtype=np.float32)
-    noisy = salt_and_pepper_array(clean, amount=0.5, seed=0)
-    quality(clean, noisy, clean)
+def impulse_like_share(pixels: np.ndarray) -> float:
+    """Share of pixel values at or near pure black or white: what salt-and-pepper noise leaves behind."""
+    flat = pixels.reshape(-1)  # (H, W[, 3]) -> (H*W[*3],), a view
+    return float(np.count_nonzero((flat <= NEAR_EXTREME) | (flat >= 1 - NEAR_EXTREME)) / flat.size)
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """Float in [0, 1] -> uint8, rounded, with one float temporary."""
+    scaled = np.multiply(values, np.float32(255), dtype=np.float32)
+    scaled += 0.5
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def to_pil(pixels: np.ndarray, alpha: np.ndarray | None) -> Image.Image:
     """Float pixels (+ alpha) in [0, 1] -> an 8-bit L, LA, RGB or RGBA image."""
-    u8 = (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    u8 = _to_uint8(pixels)
     if alpha is None:
         return Image.fromarray(u8)
-    a8 = (np.clip(alpha, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    a8 = _to_uint8(alpha)
     bands = [u8] if u8.ndim == 2 else [u8[..., i] for i in range(3)]
     return Image.merge("LA" if u8.ndim == 2 else "RGBA", [Image.fromarray(b) for b in bands + [a8]])
 
 
-def new_result_folder() -> Path:
-    """A fresh staging folder for one request's PNGs; folders older than RESULTS_MAX_AGE_S are swept."""
-    now = time.time()
-    for old in RESULTS_DIR.iterdir():
-        try:
-            expired = now - old.stat().st_mtime > RESULTS_MAX_AGE_S
-        except FileNotFoundError:  # a concurrent request swept it first
-            continue
-        if expired:
-            shutil.rmtree(old, ignore_errors=True)
-    folder = RESULTS_DIR / uuid.uuid4().hex  # one folder per request keeps readable file names unique
-    folder.mkdir()
-    return folder
-
-
-def save_png(image: Image.Image, path: Path) -> str:
+def save_png(pixels: np.ndarray, alpha: np.ndarray | None, path: Path) -> str:
     # PNG is lossless at every level; level 1 encodes about 3x faster than the default 6 and the files of
     # noisy images are barely larger (noise does not compress).
-    image.save(path, format="PNG", compress_level=1)
+    to_pil(pixels, alpha).save(path, format="PNG", compress_level=1)
     return str(path)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:60] or "image"
+def save_png_later(pixels: np.ndarray, alpha: np.ndarray | None, path: Path) -> Future:
+    return ENCODER.submit(save_png, pixels, alpha, path)
+
+
+def safe_stem(text: str) -> str:
+    """A file-name stem that keeps letters of every script but no separators, dots at the ends or control
+    characters, within 80 bytes of UTF-8 (file systems allow 255 per name)."""
+    text = re.sub(r"[^\w.-]+", "-", unicodedata.normalize("NFC", text)).strip(".-_")
+    return text.encode("utf-8")[:80].decode("utf-8", "ignore").rstrip(".-_") or "image"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -343,6 +315,8 @@ def _user_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
+        except UploadError as err:
+            raise InputError(str(err)) from None
         except Exception as err:  # a visitor must never see a stack trace
             log.exception("request failed")
             raise gr.Error(f"Something went wrong while processing this image ({type(err).__name__}). "
@@ -350,11 +324,32 @@ def _user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def _upload_path(payload: Any) -> tuple[Any, str | None]:
+    """The file path (and original name) of an image input; where it may lie is checked by read_upload."""
+    if payload is None or payload == "":
+        raise InputError("No image given. Pick one from the gallery or upload your own.")
+    if isinstance(payload, (str, Path)):
+        return payload, None
+    if isinstance(payload, dict) and payload.get("path"):
+        orig = payload.get("orig_name")
+        return payload["path"], (Path(orig).stem if isinstance(orig, str) and orig else None)
+    raise InputError("The image input could not be read. Please upload the image again.")
+
+
+def _load(payload: Any) -> LoadedImage:
+    path, orig_stem = _upload_path(payload)
+    loaded = read_upload(path, roots=[INSTANCE_DIR, GALLERY_DIR], max_pixels=MAX_PIXELS, name=orig_stem)
+    keep_upload(Path(os.path.realpath(path)))
+    return loaded
+
+
 def _amount(value: Any) -> float:
+    if isinstance(value, bool):
+        raise InputError(f"The noise intensity must be a number, got {value!r}.")
     try:
-        amount = float(value)
+        amount = float(value) + 0.0  # + 0.0 turns -0.0 into 0.0
     except (TypeError, ValueError):
-        raise InputError(f"The noise intensity must be a number, got {value!r}.") from None
+        raise InputError(f"The noise intensity must be a number, got {value!r:.60}.") from None
     if not 0.0 <= amount <= MAX_AMOUNT:
         raise InputError(f"The noise intensity must be between 0 and {MAX_AMOUNT}, got {amount}.")
     return amount
@@ -363,24 +358,38 @@ def _amount(value: Any) -> float:
 def _seed(value: Any) -> int:
     if value is None or value == "":
         return 0
+    if isinstance(value, bool):
+        raise InputError(f"The seed must be a whole number, got {value!r}.")
     try:
         seed = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"The seed must be a whole number, got {value!r}.") from None
+        raise InputError(f"The seed must be a whole number, got {value!r:.60}.") from None
     if not seed.is_integer() or not 0 <= seed <= MAX_SEED:
         raise InputError(f"The seed must be a whole number from 0 to {MAX_SEED}, got {value!r}.")
     return int(seed)
 
 
-def _method(value: Any) -> Method:
-    method = METHOD_BY_KEY.get(value) or next((m for m in METHODS if m.label == value), None)
-    if method is None:
-        keys = ", ".join(repr(m.key) for m in METHODS)
-        raise InputError(f"Unknown method {value!r}. Choose one of {keys}.")
-    if method.key not in DENOISERS:
-        raise InputError(f"The method '{method.label}' is not available on this server: "
-                       f"{UNAVAILABLE.get(method.key, 'not loaded')}.")
-    return method
+def _flag(value: Any) -> bool:
+    """`already_noisy`: a JSON true or false. A string such as "false" is refused, never taken as true."""
+    if value is None:
+        return False
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise InputError(f"already_noisy must be true or false, got {value!r:.60} ({type(value).__name__}).")
+
+
+def _method(value: Any) -> str:
+    """The key of the chosen method, given its key or its label."""
+    keys = ", ".join(repr(k) for k in APP_METHODS)
+    if not isinstance(value, str):
+        raise InputError(f"The method must be one of {keys}, got a {type(value).__name__}.")
+    key = value if value in APP_METHODS else next((k for k in APP_METHODS if METHODS[k].label == value), None)
+    if key is None:
+        raise InputError(f"Unknown method {value!r:.60}. Choose one of {keys}.")
+    if key not in DENOISERS:
+        raise InputError(f"The method '{METHODS[key].label}' is not available on this server: "
+                         f"{UNAVAILABLE.get(key, 'not loaded')}.")
+    return key
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -396,7 +405,7 @@ def _rounded(value: float | None) -> float | None:
 def summary_markdown(numbers: dict[str, Any], notes: list[str]) -> str:
     """The human-readable result: what ran, how long it took, and how close it got to the clean image."""
     kind = "colour" if numbers["channels"] == 3 else "grayscale"
-    lines = [(f"**{numbers['method_label']}** took **{numbers['model_seconds'] * 1000:.0f} ms** "
+    lines = [(f"**{METHODS[numbers['method']].label}** took **{numbers['model_seconds'] * 1000:.0f} ms** "
               f"(whole request {numbers['total_seconds'] * 1000:.0f} ms, on {numbers['device'].upper()}) "
               f"for this {numbers['width']}×{numbers['height']} {kind} image.")]
     if numbers["added_noise"]:
@@ -417,26 +426,62 @@ def summary_markdown(numbers: dict[str, Any], notes: list[str]) -> str:
     return "\n".join(lines)
 
 
+class TileProgress:
+    """Forwards the denoiser's progress(done, total) to Gradio's bar, with the time left estimated from
+    the pace so far."""
+
+    def __init__(self, progress: gr.Progress) -> None:
+        self.progress, self.start = progress, time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        left = (time.perf_counter() - self.start) / max(done, 1) * (total - done)
+        desc = f"Denoising: {done}/{total} tiles, about {left:.0f} s left" if total > 1 else "Denoising"
+        self.progress((done, total), desc=desc, unit="tiles")
+
+
+def _denoise(key: str, pixels: np.ndarray, progress: gr.Progress) -> tuple[np.ndarray, float]:
+    """run_method, holding a model slot for the learned methods."""
+    if not METHODS[key].learned:
+        return run_method(key, pixels, None if ON_ZERO_GPU else TileProgress(progress))
+    if not MODEL_SLOTS.acquire(blocking=False):
+        progress(0.0, desc="Waiting for the model: another image is being denoised")
+        MODEL_SLOTS.acquire()
+    try:
+        return run_method(key, pixels, None if ON_ZERO_GPU else TileProgress(progress))
+    finally:
+        MODEL_SLOTS.release()
+
+
 @_user_errors
-def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_noisy: Any):
+def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_noisy: Any,
+                  progress: gr.Progress = gr.Progress()):
     """Add seeded salt-and-pepper noise (unless the image is already noisy), denoise, score, save."""
     start = time.perf_counter()
-    path, orig_stem = _upload_path(image)
-    chosen, amount, seed, already_noisy = _method(method), _amount(intensity), _seed(seed), bool(already_noisy)
-    loaded = read_upload(path, name=orig_stem)
+    key, amount, seed, already_noisy = _method(method), _amount(intensity), _seed(seed), _flag(already_noisy)
+    progress(0.0, desc="Reading the image")
+    loaded = _load(image)
     noisy = loaded.pixels if already_noisy else salt_and_pepper_array(loaded.pixels, amount=amount, seed=seed)
-    denoised, model_seconds = run_method(chosen.key, noisy)
-    scores = (None,) * 4 if already_noisy else quality(loaded.pixels, noisy, denoised)
-    # Each PNG is encoded once and handed to every output as a file, rather than as pixels that each
-    # output component would encode again.
-    folder, stem = new_result_folder(), _slug(loaded.name)
-    noisy_png = save_png(to_pil(noisy, loaded.alpha), folder / f"{stem}-noisy.png")
-    denoised_png = save_png(to_pil(denoised, loaded.alpha), folder / f"{stem}-denoised-{chosen.key}.png")
-    if chosen.key == "article" and (loaded.pixels.ndim == 3 or loaded.pixels.shape != (32, 32)):
+    folder, stem = new_result_folder(), safe_stem(loaded.name)
+    noisy_png = save_png_later(noisy, loaded.alpha, folder / f"{stem}-noisy.png")
+    denoised, model_seconds = _denoise(key, noisy, progress)
+    denoised_png = save_png_later(denoised, loaded.alpha, folder / f"{stem}-denoised-{key}.png")
+    progress(1.0, desc="Scoring and saving")
+    if already_noisy:
+        scores = (None,) * 4
+        share = impulse_like_share(noisy)
+        if share < FEW_IMPULSES:
+            loaded.notes.append(f"Few pixels look like salt-and-pepper noise: only {share:.1%} of the values are "
+                                "black or white (or nearly). The result stays close to the input. If the dots you "
+                                "see are grey or coloured, the image may have been compressed (JPEG) or resized "
+                                "after the noise was added, which smears the impulses these methods look for.")
+    else:
+        scores = (*quality(loaded.pixels, noisy), *quality(loaded.pixels, denoised))
+    if key == "article" and (loaded.pixels.ndim == 3 or loaded.pixels.shape != (32, 32)):
         loaded.notes.append("The article autoencoder only knows 32×32 grayscale: this image went through it "
                             "channel by channel, in 32×32 tiles.")
+    noisy_png, denoised_png = noisy_png.result(), denoised_png.result()
     numbers = {
-        "method": chosen.key, "method_label": chosen.label, "device": str(DENOISERS[chosen.key].device),
+        "method": key, "device": str(DENOISERS[key].device),
         "width": int(loaded.pixels.shape[1]), "height": int(loaded.pixels.shape[0]),
         "channels": 1 if loaded.pixels.ndim == 2 else 3, "has_alpha": loaded.alpha is not None,
         "added_noise": not already_noisy, "noise_amount": 0.0 if already_noisy else amount, "seed": seed,
@@ -450,11 +495,10 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
 @_user_errors
 def noise_only(image: Any, intensity: Any, seed: Any):
     """Just the noise step: the image with seeded salt-and-pepper noise on `intensity` of its pixels."""
-    path, orig_stem = _upload_path(image)
     amount, seed = _amount(intensity), _seed(seed)
-    loaded = read_upload(path, name=orig_stem)
-    noisy = to_pil(salt_and_pepper_array(loaded.pixels, amount=amount, seed=seed), loaded.alpha)
-    return save_png(noisy, new_result_folder() / f"{_slug(loaded.name)}-noisy.png")
+    loaded = _load(image)
+    noisy = salt_and_pepper_array(loaded.pixels, amount=amount, seed=seed)
+    return save_png(noisy, loaded.alpha, new_result_folder() / f"{safe_stem(loaded.name)}-noisy.png")
 
 
 def gallery_items() -> list[tuple[str, str]]:
@@ -467,6 +511,7 @@ def gallery_items() -> list[tuple[str, str]]:
 
 
 GALLERY = gallery_items()
+GALLERY_COLUMNS = len({caption for _, caption in GALLERY}) or 1
 
 
 def pick_from_gallery(evt: gr.SelectData) -> str:
@@ -478,25 +523,53 @@ def toggle_noisy(already_noisy: bool):
     return gr.Button(value=label), gr.Slider(interactive=not already_noisy), gr.Number(interactive=not already_noisy)
 
 
+def warm_up() -> None:
+    """Pay one-time costs at start, not in the first visitor's request (oneDNN's first convolutions)."""
+    clean = np.full((SSIM_MIN_SIDE, SSIM_MIN_SIDE, 3), 0.5, dtype=np.float32)
+    quality(clean, salt_and_pepper_array(clean, amount=0.5, seed=0))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Layout
 
-CSS = """
+PHONE = "@media (max-width: 640px)"
+CSS = f"""
 /* Small images are shown enlarged: keep every noisy pixel a crisp square instead of a blur. */
-#noisy img, #denoised img, #compare img, #gallery img, #input-image img { image-rendering: pixelated; }
+#noisy img, #denoised img, #compare img, #gallery img, #input-image img {{ image-rendering: pixelated; }}
 /* Gradio shows an image at its natural size when it fits; a 32x32 CIFAR image would be a speck. */
-#input-image img, #noisy img, #denoised img { width: 100%; height: 100%; object-fit: contain; }
+#input-image img, #noisy img, #denoised img {{ width: 100%; height: 100%; object-fit: contain; }}
+/* One class per column at every width, as the label says: Gradio's grid would wrap to fewer columns. */
+#gallery .grid-container {{ grid-template-columns: repeat({GALLERY_COLUMNS}, minmax(0, 1fr));
+  grid-template-rows: none; grid-auto-rows: auto; gap: 4px; }}
+#gallery .thumbnail-item {{ aspect-ratio: 1 / 1; }}
+{PHONE} {{
+  /* The whole gallery in view (10 rows of 32-pixel images), the run button always at hand. */
+  #gallery .grid-wrap {{ height: auto !important; max-height: none !important; overflow: visible; padding: 2px; }}
+  #gallery .grid-container {{ gap: 2px; }}
+  #input-image, #noisy, #denoised, #compare {{ height: 240px !important; }}
+  #run {{ position: fixed; left: 12px; right: 12px; bottom: 12px; width: auto; z-index: 100;
+          box-shadow: 0 4px 16px rgba(0, 0, 0, 0.35); }}
+  .gradio-container {{ padding-bottom: 72px !important; }}
+  #intro h1 {{ font-size: 1.5rem; margin-bottom: 0.25rem; }}
+}}
 """
+
+# On a phone the result lands below the settings: bring it into view once it is there.
+SHOW_RESULT_ON_PHONES = """() => {
+  if (window.matchMedia("(max-width: 640px)").matches) {
+    document.getElementById("compare")?.scrollIntoView({block: "start", behavior: "smooth"});
+  }
+}"""
 
 INTRO = """
 # Salt-and-pepper denoiser
 Salt-and-pepper noise turns random pixels pure white or pure black, like a scratched photo or a
-faulty sensor. **Pick a picture below or upload your own**: the demo sprinkles that noise on it, removes it
+faulty sensor. **Tap a picture below or upload your own**: the demo sprinkles that noise on it, removes it
 again, and shows how close the result gets to the original.
 """
 
 ABOUT = f"""
-**Methods.** {' '.join(f'**{m.label}**: {m.blurb}.' for m in METHODS)}
+**Methods.** {' '.join(f'**{METHODS[k].label}**: {METHODS[k].blurb}.' for k in APP_METHODS)}
 
 **Scores.** PSNR (peak signal-to-noise ratio, in dB) and SSIM (structural similarity, 1 = identical)
 compare the noisy and the denoised image with the clean original, so they appear only when the demo added
@@ -504,25 +577,32 @@ the noise itself.
 
 **Limits.** Images up to {MAX_PIXELS / 1e6:.1f} megapixels and {MAX_FILE_SIZE.upper()} in PNG, JPEG,
 WebP, BMP, TIFF or GIF; grayscale stays grayscale, colour stays colour, transparency and EXIF rotation are
-kept. Results are 8-bit PNG, lossless, at full size. The gallery holds CIFAR-10 test images (32×32).
+kept. Results are 8-bit PNG, lossless, at full size, kept for {CACHE_MAX_AGE_S / 60:.0f} minutes. The
+gallery holds CIFAR-10 test images (32×32).
 
 **API.** Every button is also an API endpoint (`/denoise`, `/add_noise`): see "Use via API" at the bottom
 of the page.
 """
 
-unavailable_note = "".join(f"\n\n⚠️ **{METHOD_BY_KEY[k].label}** is unavailable on this server ({why})."
+unavailable_note = "".join(f"\n\n⚠️ **{METHODS[k].label}** is unavailable on this server ({why})."
                            for k, why in UNAVAILABLE.items())
-method_choices = [(m.label, m.key) for m in METHODS if m.key in DENOISERS] or [(m.label, m.key) for m in METHODS]
+method_choices = [(METHODS[k].label, k) for k in APP_METHODS if k in DENOISERS] or \
+                 [(METHODS[k].label, k) for k in APP_METHODS]
+class_names = ", ".join(dict.fromkeys(caption for _, caption in GALLERY))
 
-with gr.Blocks(title="Salt-and-pepper denoiser", delete_cache=(3600, 3600)) as demo:
-    gr.Markdown(INTRO + unavailable_note)
-    gallery = gr.Gallery(value=GALLERY, label="Pick a CIFAR-10 test image (one class per column)", columns=10,
-                         height=250, allow_preview=False, object_fit="contain", elem_id="gallery")
+with gr.Blocks(title="Salt-and-pepper denoiser") as demo:
+    gr.Markdown(INTRO + unavailable_note, elem_id="intro")
+    gallery = gr.Gallery(value=GALLERY, label=f"Pick a CIFAR-10 test image: one class per column ({class_names})",
+                         columns=GALLERY_COLUMNS, height=250, allow_preview=False, object_fit="contain",
+                         elem_id="gallery")
     with gr.Row(equal_height=True):
         input_image = gr.Image(label="…or upload your own image (PNG, JPEG, WebP, BMP, TIFF, GIF)",
                                type="filepath", image_mode=None, sources=["upload", "clipboard"], height=340,
                                elem_id="input-image")
         with gr.Column():
+            method = gr.Radio(method_choices, value=method_choices[0][1], label="Method",
+                              info="The article autoencoder only knows 32×32 grayscale: other images go through "
+                                   "it channel by channel in 32×32 tiles.", elem_id="method")
             intensity = gr.Slider(0.0, MAX_AMOUNT, value=DEFAULT_AMOUNT, step=0.01, label="Noise intensity",
                                   info="Share of pixels turned white or black: 0.25 = every 4th pixel, half salt, "
                                        "half pepper.", elem_id="intensity")
@@ -531,37 +611,37 @@ with gr.Blocks(title="Salt-and-pepper denoiser", delete_cache=(3600, 3600)) as d
                                  info="Same seed, same noise.", elem_id="seed")
                 already_noisy = gr.Checkbox(value=False, label="My image is already noisy",
                                             info="Denoise only, add no noise.", elem_id="already-noisy")
-            method = gr.Radio(method_choices, value=method_choices[0][1], label="Method",
-                              info="The article autoencoder only knows 32×32 grayscale: other images go through "
-                                   "it channel by channel in 32×32 tiles.", elem_id="method")
             run = gr.Button("Add noise, then denoise", variant="primary", elem_id="run")
+    with gr.Row(equal_height=True):
+        compare = gr.ImageSlider(label="Before / after (drag the handle)", format="png", interactive=False,
+                                 height=340, elem_id="compare")
+        with gr.Column():
+            summary = gr.Markdown(elem_id="summary")
+            download = gr.File(label="Denoised image, full size (PNG)", interactive=False, elem_id="download")
     with gr.Row(equal_height=True):
         noisy_out = gr.Image(label="Noisy", format="png", interactive=False, height=340, elem_id="noisy")
         denoised_out = gr.Image(label="Denoised", format="png", interactive=False, height=340, elem_id="denoised")
-        compare = gr.ImageSlider(label="Before / after (drag the handle)", format="png", interactive=False,
-                                 height=340, elem_id="compare")
-    summary = gr.Markdown(elem_id="summary")
-    with gr.Row():
-        download = gr.File(label="Denoised image, full size (PNG)", interactive=False, elem_id="download")
-        with gr.Column():
-            with gr.Accordion("Numbers (JSON)", open=False):
-                numbers = gr.JSON(label="Measurements", elem_id="numbers")
-            with gr.Accordion("About the methods, scores and limits", open=False):
-                gr.Markdown(ABOUT)
+    with gr.Accordion("Numbers (JSON)", open=False):
+        numbers = gr.JSON(label="Measurements", elem_id="numbers")
+    with gr.Accordion("About the methods, scores and limits", open=False):
+        gr.Markdown(ABOUT)
 
     # -----------------------------------------------------------------------------------------------------
     # Wiring. preprocess=False: the handlers read the upload themselves, so a bad file gets a clear error.
     denoise_inputs = [input_image, method, intensity, seed, already_noisy]
     denoise_outputs = [noisy_out, denoised_out, compare, summary, numbers, download]
-    run.click(denoise_image, denoise_inputs, denoise_outputs, api_name="denoise", preprocess=False)
+    run.click(denoise_image, denoise_inputs, denoise_outputs, api_name="denoise", preprocess=False).success(
+        None, js=SHOW_RESULT_ON_PHONES)
     gallery.select(pick_from_gallery, None, input_image, api_visibility="private").then(
-        denoise_image, denoise_inputs, denoise_outputs, preprocess=False, api_visibility="private")
+        denoise_image, denoise_inputs, denoise_outputs, preprocess=False, api_visibility="private").success(
+        None, js=SHOW_RESULT_ON_PHONES)
     already_noisy.change(toggle_noisy, already_noisy, [run, intensity, seed], api_visibility="private")
     # API only: the noise step alone, e.g. to make test images for the "already noisy" path.
     noise_button = gr.Button("Add noise only", visible=False)
     noise_button.click(noise_only, [input_image, intensity, seed], noisy_out, api_name="add_noise", preprocess=False)
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+STARTUP_ENTRIES = frozenset(os.listdir(INSTANCE_DIR))
 warm_up()
 
 LAUNCH_OPTIONS = {"max_file_size": MAX_FILE_SIZE, "allowed_paths": [str(GALLERY_DIR)], "css": CSS}
@@ -569,6 +649,6 @@ LAUNCH_OPTIONS = {"max_file_size": MAX_FILE_SIZE, "allowed_paths": [str(GALLERY_
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     # A plain `kill` (SIGTERM, as process managers stop services) becomes a normal exit, so the atexit
-    # clean-up of RESULTS_DIR runs as it does after Ctrl-C.
+    # clean-up of INSTANCE_DIR runs as it does after Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     demo.launch(**LAUNCH_OPTIONS)

@@ -86,3 +86,17 @@ def test_bad_input_is_a_clear_error(metric, pred, target, message: str) -> None:
 def test_ssim_rejects_images_too_small_to_pad() -> None:
     with pytest.raises(ValueError, match="at least 6x6"):
         ssim(torch.rand(1, 1, 5, 32), torch.rand(1, 1, 5, 32))
+
+
+@pytest.mark.parametrize("shape, band_rows", [((2, 3, 40, 37), 7), ((1, 1, 6, 9), 256), ((1, 3, 70, 33), 1),
+                                              ((3, 1, 33, 64), 16)])
+def test_banded_psnr_and_ssim_equal_the_whole_image_figures(shape: tuple[int, ...], band_rows: int) -> None:
+    from denoiser.metrics import psnr_ssim_in_bands
+
+    target = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    pred = (target + 0.2 * torch.randn(shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    pred[0, 0, :3] = target[0, 0, :3]  # a stretch of exact pixels, so bands differ from each other
+    p, s = psnr_ssim_in_bands(pred, target, band_rows=band_rows)
+    assert torch.allclose(p, psnr(pred, target), atol=1e-4)
+    assert torch.allclose(s, ssim(pred, target), atol=1e-5)
+    assert psnr_ssim_in_bands(target, target)[0].tolist() == [MAX_PSNR_DB] * shape[0]
