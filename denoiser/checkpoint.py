@@ -5,6 +5,8 @@
 * `model.safetensors`: the weights, fp32 or fp16 (`half=True`); loading always returns fp32.
 * `README.md`: the model card, a `huggingface_hub.ModelCard` (YAML metadata from `ModelCardData`, then
   Markdown), so the folder is a Hugging Face Hub model repo as it stands.
+* `model.onnx` (optional): the model's core for ONNX Runtime, exported by `copy_checkpoint` when a
+  checkpoint is published, with the hash of the weights it came from (`denoiser.onnx_backend`).
 
 Writes go to a temporary folder beside the target and are renamed into place file by file, weights before
 config, so a crash never leaves a half-written file where the app looks for weights, and a reader that sees
@@ -15,6 +17,7 @@ the new config sees the new weights. The optimizer and RNG state for resuming li
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -28,10 +31,14 @@ from safetensors.torch import load_file, save_file
 from denoiser.architectures import build_model
 from denoiser.models import DenoisingModel
 
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
-CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
-WRITE_ORDER = (WEIGHTS_FILE, CARD_FILE, CONFIG_FILE)  # a reader that sees the new config sees the new weights
+ONNX_FILE = "model.onnx"  # optional: the ONNX Runtime export, written at publish time (denoiser.onnx_backend)
+CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, ONNX_FILE)
+# A reader that sees the new config sees the new weights; model.onnx names the weights it came from by hash.
+WRITE_ORDER = (WEIGHTS_FILE, ONNX_FILE, CARD_FILE, CONFIG_FILE)
 
 
 def _publish_files(staging: Path, directory: Path) -> None:
@@ -126,11 +133,25 @@ def atomic_torch_save(obj: object, path: str | Path) -> None:
 
 
 def copy_checkpoint(src: str | Path, dst: str | Path) -> None:
-    """Publish a finished checkpoint folder into `dst` (e.g. where the app loads it), file by file."""
+    """Publish a finished checkpoint folder into `dst` (e.g. where the app loads it), file by file.
+
+    `dst` also gets `model.onnx`, exported from the published weights for ONNX Runtime. When the export
+    is not possible (no onnx package, a model that does not export) the checkpoint is published without
+    it, with a log line, and loading exports into its cache or runs on PyTorch.
+    """
+    from denoiser.onnx_backend import OnnxUnavailable, write_export  # it imports this module
+
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}-") as tmp:
+        staging = Path(tmp)
         for name in CHECKPOINT_FILES:
             if (src / name).exists():
-                shutil.copy2(src / name, Path(tmp) / name)
-        _publish_files(Path(tmp), dst)
+                shutil.copy2(src / name, staging / name)
+        try:
+            write_export(staging)
+        except OnnxUnavailable as err:
+            log.warning("publishing %s without %s: %s", dst, ONNX_FILE, err)
+            for stale in (staging / ONNX_FILE, dst / ONNX_FILE):
+                stale.unlink(missing_ok=True)
+        _publish_files(staging, dst)

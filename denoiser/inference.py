@@ -5,17 +5,19 @@
 `.denoise(image)` takes a numpy image, float32 in [0, 1] or uint8, shaped (H, W) or (H, W, 3), and returns
 the denoised image with the same shape and dtype. `.denoise_batch(images)` does the same for a float
 tensor batch (B, C, H, W) on any device; the benchmark and the app use it. How each architecture runs
-(tiling, the article's 32x32 tiles) is in `denoiser.runners`.
+(tiling, the article's 32x32 tiles) is in `denoiser.runners`; on the CPU the network itself runs on ONNX
+Runtime when it can (`backend`, `denoiser.onnx_backend`).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
 from denoiser.architectures import wrap_model
-from denoiser.checkpoint import load_model
+from denoiser.checkpoint import load_model, resolve_source
 from denoiser.interface import Denoiser, select_device
 
 # A clone keeps the shipped weights at the repository root, where train.py publishes and the app loads them;
@@ -25,6 +27,8 @@ CHECKPOINTS = _PACKAGE / "checkpoints" if (_PACKAGE / "checkpoints").is_dir() el
 DEFAULT_CHECKPOINT = CHECKPOINTS / "default"
 ARTICLE_CHECKPOINT = CHECKPOINTS / "article"
 
+log = logging.getLogger(__name__)
+
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -33,11 +37,43 @@ def load_denoiser(source: str | Path | None = None, *, device: str | torch.devic
                   backend: str = "auto", **options) -> Denoiser:
     """Load a denoiser: the shipped default when `source` is None, else a checkpoint folder or Hub repo id.
 
-    `device`: None picks CUDA when present, else the CPU. `options` go to the architecture's runner
-    (e.g. `tile_size` for the default model).
+    `device`: None picks CUDA when present, else the CPU (under `backend="onnx"`: the CPU).
+    `backend`: how the network runs; padding, tiling and colour handling are the same for all three.
+
+    * "auto": ONNX Runtime on the CPU when onnxruntime is installed and the model exports, PyTorch
+      otherwise (with a log line saying why) and on GPUs.
+    * "torch": PyTorch.
+    * "onnx": ONNX Runtime on the CPU; a ValueError when it cannot be used (a GPU device, onnxruntime
+      missing, a model that does not export).
+
+    The ONNX graph is the checkpoint's `model.onnx` when it matches the weights, else an export cached in
+    `$XDG_CACHE_HOME/denoiser/onnx` (see `denoiser.onnx_backend`). `options` go to the architecture's
+    runner (e.g. `tile_size` for the default model).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    source = DEFAULT_CHECKPOINT if source is None else source
-    model = load_model(source, device=select_device(device))
-    return wrap_model(model, **options)
+    if backend == "onnx" and device is None:
+        device = "cpu"
+    device = select_device(device)
+    if backend == "onnx" and device.type != "cpu":
+        raise ValueError(f"backend 'onnx' runs on the CPU only, not on {device}; use backend='torch' or 'auto'")
+    folder = resolve_source(DEFAULT_CHECKPOINT if source is None else source)
+    denoiser = wrap_model(load_model(folder, device=device), **options)
+    if backend == "torch" or device.type != "cpu":
+        return denoiser
+    return _on_onnx(denoiser, folder, required=backend == "onnx")
+
+
+def _on_onnx(denoiser: Denoiser, folder: Path, *, required: bool) -> Denoiser:
+    """`denoiser` with its core on ONNX Runtime, or as it is (PyTorch) when that cannot be, unless required."""
+    from denoiser import onnx_backend  # imported here: loading with backend="torch" never touches ONNX
+
+    try:
+        denoiser.core = onnx_backend.onnx_core(denoiser, folder)
+    except onnx_backend.OnnxUnavailable as err:
+        if required:
+            raise ValueError(f"backend 'onnx' cannot run {folder}: {err}") from None
+        log.warning("%s runs on PyTorch: %s", folder, err)
+        return denoiser
+    denoiser.backend = "onnx"
+    return denoiser

@@ -7,11 +7,15 @@
   32x32 grayscale images. Anything else is processed per channel in 32x32 tiles (the image is edge-padded
   to a multiple of 32 and cropped back), and each tile is replaced by the model's reconstruction, as in the
   article. Expect blocky, blurry results on photos.
+
+Each runner calls its model through `core` (the method named by `core_method`); `denoiser.onnx_backend`
+replaces it with an ONNX Runtime session of that method's export, and sets `backend` to "onnx".
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,13 +24,34 @@ from denoiser.interface import Denoiser, Progress, check_batch
 from denoiser.models import ArticleAutoencoder, UNetDenoiser
 
 
+def _probe_images(shape: tuple[int, ...], *, seed: int) -> torch.Tensor:
+    """Inputs that take every path of an impulse denoiser: clipped regions of 0 and 1, impulses, plain pixels."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=g)
+    h, w = shape[-2:]
+    x[..., : h // 3, : w // 2] = 1.0
+    x[..., h // 2 :, w // 3 :] = 0.0
+    hit = torch.rand(shape, generator=g)
+    return torch.where(hit < 0.15, 0.0, torch.where(hit > 0.85, 1.0, x))
+
+
 class ModelDenoiser(Denoiser):
-    """A fully convolutional model (the default U-Net), tiled above `tile_size` x `tile_size` pixels."""
+    """A fully convolutional model (the default U-Net), tiled above `tile_size` x `tile_size` pixels.
+
+    The runner folds colour into the batch (for a grayscale network), pads to the model's multiple, tiles
+    and crops; the model's `forward_padded` (`core_method`) does the rest. `core` is that method on
+    PyTorch, or an `denoiser.onnx_backend.OnnxCore` running its export, so both backends share this code.
+    """
+
+    core_method = "forward_padded"  # what the ONNX export covers
+    dynamic_dims = (0, 2, 3)  # batch, height and width vary in the exported graph
 
     def __init__(self, model: UNetDenoiser, *, name: str = "Default model", tile_size: int = 512) -> None:
         # channels_last: oneDNN's faster convolution layout, ~1.4x at 32x32 on this CPU.
         self.model, self.name = model.eval().to(memory_format=torch.channels_last), name
         self.device = next(model.parameters()).device
+        self.core: Callable[[torch.Tensor], torch.Tensor] = getattr(model, self.core_method)
+        self.backend = "torch"
         multiple = model.config.multiple
         if tile_size % multiple:
             raise ValueError(f"tile_size must be a multiple of {multiple}")
@@ -38,48 +63,72 @@ class ModelDenoiser(Denoiser):
         """The largest input one model call sees, per channel: what bounds memory on big images."""
         return (self.tile_size + 2 * self.margin) ** 2
 
+    def export_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """An input to trace the export with and a second one, of other sizes, to check it on."""
+        c, m = self.model.config.in_channels, self.model.config.multiple
+        return _probe_images((2, c, 3 * m, 2 * m), seed=0), _probe_images((3, c, 5 * m, 7 * m), seed=1)
+
     @torch.inference_mode()
     def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
         check_batch(images)
-        x = images.to(self.device)
-        h, w = x.shape[-2:]
+        b, c, h, w = images.shape
+        x = self._fold(images.to(self.device))
+        m = self.model.config.multiple
+        # Pad once to the model's multiple, so tile edges fall on the same grid as the whole image's.
+        x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
         if h * w <= self.tile_size**2:
-            out = self.model(x)
+            out = self.core(x)
             if progress:
                 progress(1, 1)
         else:
-            out = self._tiled(x, progress=progress)
+            out = self._tiled(x, chunk=b, progress=progress)
+        out = out[..., :h, :w].reshape(b, c, h, w)  # (B*C, 1, H, W) -> (B, C, H, W); a no-op when not folded
         return out.clamp(0, 1).to(images.device)
 
-    def _tiled(self, x: torch.Tensor, *, progress: Progress | None) -> torch.Tensor:
+    def _fold(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        m = self.model.config.multiple
-        # Pad once, exactly as the untiled model pads, so every tile edge falls on the same grid.
-        x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
+        expected = self.model.config.in_channels
+        if c == expected:
+            return x
+        if expected != 1:
+            raise ValueError(f"this model takes {expected} channels, got {c}")
+        return x.reshape(b * c, 1, h, w)  # (B, C, H, W) -> (B*C, 1, H, W): a grayscale network, channel by channel
+
+    def _tiled(self, x: torch.Tensor, *, chunk: int, progress: Progress | None) -> torch.Tensor:
+        """Overlapping tiles of the padded batch, `chunk` images (one channel of each, once folded) per call."""
+        n, _, hp, wp = x.shape
         out = torch.empty_like(x)
-        hp, wp = x.shape[-2:]
         t, g = self.tile_size, self.margin
-        total, done = math.ceil(hp / t) * math.ceil(wp / t) * c, 0
+        total, done = math.ceil(hp / t) * math.ceil(wp / t) * math.ceil(n / chunk), 0
         for y0 in range(0, hp, t):
             for x0 in range(0, wp, t):
                 y1, x1 = min(y0 + t, hp), min(x0 + t, wp)
                 top, left = max(0, y0 - g), max(0, x0 - g)
-                for ch in range(c):  # one channel at a time keeps the peak memory per channel
-                    tile = x[:, ch:ch + 1, top:min(hp, y1 + g), left:min(wp, x1 + g)]
-                    res = self.model(tile)
-                    out[:, ch:ch + 1, y0:y1, x0:x1] = res[..., y0 - top:y1 - top, x0 - left:x1 - left]
+                for i in range(0, n, chunk):  # a chunk at a time bounds the peak memory
+                    res = self.core(x[i:i + chunk, :, top:min(hp, y1 + g), left:min(wp, x1 + g)])
+                    out[i:i + chunk, :, y0:y1, x0:x1] = res[..., y0 - top:y1 - top, x0 - left:x1 - left]
                     done += 1
                     if progress:
                         progress(done, total)
-        return out[..., :h, :w]
+        return out
 
 
 class ArticleDenoiser(Denoiser):
     """The article's autoencoder: 32x32 grayscale natively, per-channel 32x32 tiles for anything else."""
 
+    core_method = "forward"  # the ONNX export covers the whole autoencoder
+    dynamic_dims = (0,)  # only the number of 32x32 tiles varies
+
     def __init__(self, model: ArticleAutoencoder, *, name: str = "Article autoencoder", batch_size: int = 1024) -> None:
         self.model, self.name, self.batch_size = model.eval(), name, batch_size
         self.device = next(model.parameters()).device
+        self.core: Callable[[torch.Tensor], torch.Tensor] = getattr(model, self.core_method)
+        self.backend = "torch"
+
+    def export_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """An input to trace the export with and a second one, another number of tiles, to check it on."""
+        s, c = self.model.config.image_size, self.model.config.in_channels
+        return torch.rand(2, c, s, s), torch.rand(5, c, s, s)
 
     @torch.inference_mode()
     def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
@@ -95,7 +144,7 @@ class ArticleDenoiser(Denoiser):
         chunks = tiles.split(self.batch_size)
         outs = []
         for i, chunk in enumerate(chunks):
-            outs.append(self.model(chunk))
+            outs.append(self.core(chunk))
             if progress:
                 progress(i + 1, len(chunks))
         out = torch.cat(outs)

@@ -17,9 +17,10 @@ Why this design, piece by piece:
 * **Clipped regions are not noise.** Photos have highlights and shadows clipped to exactly 1 or 0, which
   look like impulses pixel by pixel. A 0/1 pixel whose value fills more of its 9x9 window than random
   noise plausibly could (a one-sided binomial test, `UNetConfig.saturation_z`) is kept as clean.
-* Fully convolutional: any height and width; inputs are padded internally to a multiple of 8 and cropped
-  back, never resized. Colour images run channel by channel through the grayscale network, folded into
-  the batch, which handles per-pixel and per-channel impulses alike.
+* Fully convolutional: any height and width; inputs are padded to a multiple of 8 and cropped back, never
+  resized (`forward` pads; `forward_padded`, the part exported to ONNX, takes padded inputs). Colour
+  images run channel by channel through the grayscale network, folded into the batch, which handles
+  per-pixel and per-channel impulses alike.
 """
 
 from __future__ import annotations
@@ -85,6 +86,16 @@ def masked_mean(x: torch.Tensor, keep: torch.Tensor, *, window: int) -> torch.Te
     return torch.where(count > 0, total / count.clamp_min(1e-6), torch.full_like(x, 0.5))
 
 
+def window_count(m: torch.Tensor, *, window: int) -> torch.Tensor:
+    """How many pixels of each window x window neighbourhood are set, for a 0/1 mask (zeros beyond edges).
+
+    The mean times the window's size, rounded: exact for 0/1 masks. avg_pool2d(divisor_override=1) gives
+    the same sums, but torch 2.14's ONNX exporters (both) silently turn it into a plain mean.
+    """
+    mean = F.avg_pool2d(m, window, stride=1, padding=window // 2, count_include_pad=True)
+    return (mean * window**2).round()
+
+
 class UNetDenoiser(DenoisingModel):
     architecture = "unet"
 
@@ -102,6 +113,11 @@ class UNetDenoiser(DenoisingModel):
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Any (B, C, H, W): channels folded into the batch, padded, run through `forward_padded`, cropped.
+
+        Training calls this; inference (`denoiser.runners.ModelDenoiser`) does the folding and padding
+        itself, so that the same `forward_padded` can be swapped for its ONNX export.
+        """
         b, c, h, w = x.shape
         if c != self.config.in_channels:
             if self.config.in_channels != 1:
@@ -111,7 +127,7 @@ class UNetDenoiser(DenoisingModel):
         pad_h, pad_w = -h % m, -w % m
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        y = self._denoise_padded(x)[..., :h, :w]
+        y = self.forward_padded(x)[..., :h, :w]
         return y.reshape(b, c, h, w)  # (B*C, 1, H, W) -> (B, C, H, W); a no-op when channels match
 
     def impulses(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,14 +136,18 @@ class UNetDenoiser(DenoisingModel):
         k = self.config.saturation_window
         if not k:
             return noisy
-        count = lambda m: F.avg_pool2d(m, k, stride=1, padding=k // 2, divisor_override=1)  # noqa: E731
+        count = lambda m: window_count(m, window=k)  # noqa: E731
         inside = count(torch.ones_like(x[:1, :1]))  # (1, 1, H, W): window pixels inside the image
         white, black = count((x >= 1).to(x.dtype)), count((x <= 0).to(x.dtype))
         same = torch.where(x >= 1, white, black) / inside
         bar = 0.5 + self.config.saturation_z * 0.5 / inside.sqrt()
         return noisy & (same <= bar)
 
-    def _denoise_padded(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The exportable core: (N, in_channels, H, W) with H and W multiples of `config.multiple`.
+
+        No shape-dependent Python branches, so `torch.onnx.export` traces it with dynamic N, H and W.
+        """
         noisy = self.impulses(x).to(x.dtype)
         keep = 1.0 - noisy
         guess = masked_mean(x, keep, window=self.config.fill_window)
