@@ -26,21 +26,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from denoiser.inference import BACKENDS
 from denoiser.interface import Denoiser
 from denoiser.methods import METHODS
 from denoiser.noise import salt_and_pepper_array
+from denoiser.uploads import UploadError, decode_image, open_image
 
 # What a folder argument picks up; a file named explicitly is tried whatever its extension.
 FOLDER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 DENOISED_SUFFIX, NOISY_SUFFIX = "-denoised", "-noisy"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1  # and 2, argparse's own, for usage errors
 # Savers' options where the default would lose more than it must: near-lossless JPEG, lossless WebP.
 SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}
 SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")  # where Pillow writes 16-bit grayscale
+# No limit of the command's own: Pillow's decompression-bomb check (about 179 megapixels) still applies.
+MAX_PIXELS = 1 << 40
 
 
 class FileError(Exception):
@@ -51,7 +54,7 @@ class FileError(Exception):
 class Picture:
     pixels: np.ndarray  # float32 (H, W) grayscale or (H, W, 3) colour, in [0, 1]
     alpha: np.ndarray | None  # float32 (H, W) in [0, 1], or None when fully opaque
-    sixteen_bit: bool  # grayscale read at 16 bits, written back at 16 bits
+    sixteen_bit: bool  # grayscale read at more than 8 bits, written back at 16 bits
 
 
 @dataclass
@@ -65,51 +68,17 @@ class Job:
 # Reading and writing images
 
 
-def _float_gray(image: Image.Image) -> tuple[np.ndarray, bool]:
-    """Single-band pixels as float32 in [0, 1], and whether they were deeper than 8 bits."""
-    if image.mode.startswith("I;16"):
-        return np.asarray(image, dtype=np.float32) / 65535.0, True
-    if image.mode == "I":  # 16-bit PNGs may open as 32-bit integers holding 16-bit values
-        values = np.asarray(image, dtype=np.float64)
-        scale = 65535.0 if values.max() <= 65535 else float(2**31 - 1)
-        return (np.clip(values, 0, None) / scale).astype(np.float32), True
-    values = np.asarray(image, dtype=np.float32)  # mode "F"
-    if not np.isfinite(values).all():
-        raise FileError("the floating-point image contains NaN or infinite values")
-    low, high = float(values.min()), float(values.max())
-    if low < 0.0 or high > 1.0:
-        values = (values - low) / max(high - low, 1e-12)
-    return values, True
-
-
 def read_picture(path: Path) -> Picture:
-    """Decode an image file into float pixels and alpha; every failure is a FileError."""
+    """Decode an image file as the demo decodes uploads (`denoiser.uploads`); every failure is a FileError."""
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)  # phone photos store their rotation in EXIF
-    except UnidentifiedImageError:
-        raise FileError("not an image that can be read (PNG, JPEG, WebP, BMP, TIFF, GIF...)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise FileError(f"the image is truncated, damaged or too large to decode ({err})") from None
-    if image.mode == "1":
-        image = image.convert("L")
-    elif image.mode == "P":  # palette: its transparency, if any, becomes a real alpha channel
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif image.mode not in ("L", "LA", "RGB", "RGBA", "F", "I") and not image.mode.startswith("I;16"):
-        image = image.convert("RGBA" if "A" in image.mode or "a" in image.mode else "RGB")
-    alpha = None
-    if image.mode in ("LA", "RGBA"):
-        band = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
-        alpha = band if band.min() < 1.0 else None  # a fully opaque alpha carries nothing worth keeping
-        image = image.convert(image.mode[:-1])
-    if image.mode in ("L", "RGB"):
-        pixels, deep = np.asarray(image, dtype=np.float32) / 255.0, False
-    else:
-        pixels, deep = _float_gray(image)
-    if min(pixels.shape[:2]) < 2:
-        raise FileError(f"the image is {pixels.shape[1]}×{pixels.shape[0]} pixels; at least 2×2 is needed")
-    return Picture(pixels=pixels, alpha=alpha, sixteen_bit=deep)
+        image, _ = open_image(path, max_pixels=MAX_PIXELS)
+        deep = image.mode in ("I", "F") or image.mode.startswith("I;16")
+        loaded = decode_image(image, name=path.stem)
+    except UploadError as err:
+        raise FileError(str(err)) from None
+    except OSError as err:  # unreadable: permissions, a folder behind a link, a vanished file
+        raise FileError(f"cannot read the file ({err})") from None
+    return Picture(pixels=loaded.pixels, alpha=loaded.alpha, sixteen_bit=deep)
 
 
 def to_image(picture: Picture, *, fmt: str) -> Image.Image:
