@@ -1,13 +1,18 @@
-"""The demo's API, driven through gradio_client against the app launched in-process (app.py).
+"""The demo's API, driven through gradio_client and raw HTTP against the app launched in-process (app.py).
 
 Covers each named endpoint, each method, each supported kind of upload and each bad input, with the
-text the user gets asserted. The last tests start `python app.py` itself to check where it binds and
-that it starts without a network, and parse the README's Space card.
+text the user gets asserted; attacks on the file paths a request may name, through the queue's call route
+(with and without Gradio's `meta` marker) and the file route; strict reading of every setting; where the
+results go on disk. The last tests start `python app.py` itself to check where it binds, that it starts
+without a network, sweeps what a killed instance left and cleans up on SIGTERM, and parse the README.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +27,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image, ImageOps
 
 from app_fixtures import REPO, app_url, bad_files, free_port, gallery_image, good_files, photo  # noqa: F401
+from denoiser.uploads import NOT_AVAILABLE
 
 METHOD_KEYS = ["default", "article", "median3", "adaptive_median"]
 
@@ -192,10 +198,18 @@ def test_the_app_still_works_after_all_bad_inputs(client):
     assert pixels(denoised).shape == (32, 32, 3)
 
 
-def test_python_app_py_binds_where_told_and_needs_no_network():
+def test_python_app_py_binds_where_told_needs_no_network_and_cleans_up(tmp_path):
+    import app
+
+    # What `kill -9` leaves: an instance folder with a free lock and cached files, an hour old.
+    leftover = tmp_path / f"{app.INSTANCE_PREFIX}999999-killed"
+    (leftover / "0123abcd").mkdir(parents=True)
+    (leftover / "0123abcd" / "upload.png").write_bytes(b"x" * 4096)
+    (leftover / app.LOCK_NAME).touch()
+    os.utime(leftover, (time.time() - 3600,) * 2)
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "PYTHONUNBUFFERED": "1",
-           "HF_HUB_OFFLINE": "1"}
+           "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp_path)}
     env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the app must set it itself
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -211,8 +225,13 @@ def test_python_app_py_binds_where_told_and_needs_no_network():
             time.sleep(0.2)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
             assert response.status == 200
+        assert not leftover.exists(), "the folder of a killed instance is swept at start"
+        (instance,) = tmp_path.glob(f"{app.INSTANCE_PREFIX}{proc.pid}-*")
+        Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+            handle_file(str(gallery_image())), "median3", 0.2, 0, False, api_name="/denoise")
+        assert len([p for p in instance.rglob("*.png")]) > 100, "gallery copies, the upload and the results"
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         reader.join(timeout=10)
     output = "".join(lines)
@@ -220,6 +239,7 @@ def test_python_app_py_binds_where_told_and_needs_no_network():
     requests = [line for line in lines if "HTTP Request:" in line]
     assert requests and all(f"//127.0.0.1:{port}/" in line for line in requests), requests
     assert "unavailable" not in output, output
+    assert not instance.exists(), "SIGTERM removes the instance's folder and its Gradio cache"
 
 
 def test_readme_is_a_valid_space_card():
@@ -235,3 +255,208 @@ def test_readme_is_a_valid_space_card():
     assert len(data.short_description) <= 60
     assert data.python_version.startswith("3.")
     assert "docs/screenshot.png" in card.text and "python app.py" in card.text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Raw HTTP, as curl would send it: the queue's call route and the file route.
+
+def raw_call(url: str, api: str, data: list) -> tuple[str, object]:
+    """POST /gradio_api/call/<api>, then read its event stream; returns (event, decoded data)."""
+    body = json.dumps({"data": data}).encode()
+    request = urllib.request.Request(f"{url}gradio_api/call/{api}", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        event_id = json.load(response)["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event_id}", timeout=120) as response:
+        text = response.read().decode()
+    event = next(line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("event: "))
+    payload = next(line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("data: "))
+    return event, json.loads(payload)
+
+
+def raw_error(url: str, api: str, data: list) -> object:
+    event, payload = raw_call(url, api, data)
+    assert event == "error", f"expected a refusal, got {event}: {str(payload)[:300]}"
+    return payload["error"] if isinstance(payload, dict) else payload
+
+
+@pytest.fixture
+def attack_paths(tmp_path):
+    """Paths a caller could name: server files outside the upload folders, reached in every way we know."""
+    import app
+
+    secret = tmp_path / "secret.png"  # a real image, readable by the server, that no one uploaded
+    Image.fromarray(photo(40, 30)).save(secret)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    link = app.INSTANCE_DIR / f"link-{tmp_path.name}.png"  # a symlink planted inside the upload folder
+    link.symlink_to(secret)
+    yield {
+        "absolute image": str(secret), "not an image": str(tmp_path / "notes.txt"),
+        "empty": str(tmp_path / "empty.png"), "missing": str(tmp_path / "missing.png"), "folder": str(tmp_path),
+        "dot-dot from the gallery": f"{app.GALLERY_DIR}/../../docs/screenshot.png",
+        "relative dot-dot": "assets/gallery/../../app.py", "repository file": str(REPO / "docs" / "screenshot.png"),
+        "symlink inside the upload folder": str(link), "system file": "/etc/hostname",
+        "dot-dot out of the upload folder": f"{app.INSTANCE_DIR}/../{secret.parent.name}/secret.png",
+    }
+    link.unlink()
+
+
+@pytest.mark.parametrize("with_meta", [False, True], ids=["no-meta", "meta"])
+@pytest.mark.parametrize("api", ["add_noise", "denoise"])
+def test_raw_http_cannot_read_server_files(app_url, attack_paths, api, with_meta, caplog):  # noqa: F811
+    answers = {}
+    with caplog.at_level(logging.WARNING):
+        for what, path in attack_paths.items():
+            image = {"path": path, **({"meta": {"_type": "gradio.FileData"}} if with_meta else {})}
+            data = [image, 0.0, 0] if api == "add_noise" else [image, "median3", 0.0, 0, False]
+            answers[what] = raw_error(app_url, api, data)
+    # One answer for every path: nothing tells a caller whether a path exists or what it holds.
+    assert len(set(map(str, answers.values()))) == 1, answers
+    if not with_meta:  # with `meta`, Gradio's own upload-folder check refuses first, with no text at all
+        assert set(answers.values()) == {NOT_AVAILABLE}
+        refused = [r for r in caplog.records if r.name == "denoiser.uploads" and r.levelno == logging.WARNING]
+        assert len(refused) >= len(attack_paths) - 1, "refused attempts are logged at WARNING"
+
+
+def test_raw_http_plain_string_paths_are_refused_too(app_url, attack_paths):  # noqa: F811
+    # Gradio's payload validation refuses a bare string before the handler runs, alike for every path.
+    answers = {str(raw_error(app_url, "add_noise", [path, 0.0, 0])) for path in attack_paths.values()}
+    assert len(answers) == 1, answers
+
+
+def test_raw_http_may_name_a_shipped_gallery_image(app_url):  # noqa: F811
+    event, payload = raw_call(app_url, "add_noise", [{"path": str(gallery_image())}, 0.0, 0])
+    assert event == "complete"
+    assert np.array_equal(pixels(payload[0]["path"]), pixels(str(gallery_image())))
+
+
+@pytest.mark.parametrize("target", ["secret", "app.py", "/etc/passwd", "dot-dot"])
+def test_the_file_route_serves_no_server_files(app_url, attack_paths, target):  # noqa: F811
+    path = {"secret": attack_paths["absolute image"], "app.py": str(REPO / "app.py"), "/etc/passwd": "/etc/passwd",
+            "dot-dot": attack_paths["dot-dot from the gallery"]}[target]
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{app_url}gradio_api/file={path}", timeout=10)
+    assert err.value.code in (403, 404)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Strict settings: each loose value is refused with its own message, never taken for something else.
+
+GALLERY_PAYLOAD = {"path": str(REPO / "assets" / "gallery" / "cat_0101.png")}
+
+
+@pytest.mark.parametrize("value", ["false", "no", "true", 1, 0, [], {}])
+def test_already_noisy_must_be_a_real_boolean(app_url, value):  # noqa: F811
+    message = raw_error(app_url, "denoise", [GALLERY_PAYLOAD, "median3", 0.2, 0, value])
+    assert "already_noisy must be true or false" in message
+
+
+@pytest.mark.parametrize("value", [["default"], {"key": "default"}, 3, None])
+def test_a_method_that_is_not_a_name_gets_a_clear_error_and_no_server_traceback(app_url, value, caplog):  # noqa: F811
+    with caplog.at_level(logging.WARNING):
+        message = raw_error(app_url, "denoise", [GALLERY_PAYLOAD, value, 0.2, 0, False])
+    assert "The method must be one of 'default'" in message
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a bad setting is not a server fault"
+
+
+def test_minus_zero_intensity_reads_as_zero(app_url):  # noqa: F811
+    event, payload = raw_call(app_url, "denoise", [GALLERY_PAYLOAD, "median3", -0.0, 0, False])
+    assert event == "complete"
+    text, numbers = payload[3], payload[4]
+    assert "| noisy (0% of pixels hit)" in text and "-0%" not in text
+    assert numbers["noise_amount"] == 0.0 and str(numbers["noise_amount"]) == "0.0"
+
+
+@pytest.mark.parametrize("orig_name, expected", [
+    ("café 東京.png", "café-東京-denoised-median3.png"),
+    ("../../etc/pässwd.png", "pässwd-denoised-median3.png"),
+    ("a\x00b<>:|?*\u202e.png", "a-b-denoised-median3.png"),
+    (".hidden.png", "hidden-denoised-median3.png"),
+    ("Ω" * 200 + ".png", "Ω" * 40 + "-denoised-median3.png"),  # 80 bytes of UTF-8
+])
+def test_unicode_names_survive_in_the_download_name_made_safe(app_url, orig_name, expected):  # noqa: F811
+    payload = {**GALLERY_PAYLOAD, "orig_name": orig_name}
+    event, outputs = raw_call(app_url, "denoise", [payload, "median3", 0.2, 0, False])
+    assert event == "complete"
+    assert Path(outputs[5]["path"]).name == expected
+
+
+def test_a_unicode_upload_keeps_its_name_through_the_client(client, tmp_path):
+    path = tmp_path / "Straße à Zürich.png"
+    Image.fromarray(photo(40, 30)).save(path)
+    download = denoise(client, str(path))[5]
+    assert Path(download).name == "Straße-à-Zürich-denoised-median3.png"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# "Already noisy" honesty, progress, and disk.
+
+def test_already_noisy_says_so_when_few_pixels_look_like_impulses(client, tmp_path):
+    path = tmp_path / "clean.jpg"
+    Image.fromarray(photo(120, 90)).save(path, quality=90)  # a clean photo: no black or white dots at all
+    text, numbers = denoise(client, str(path), already_noisy=True)[3:5]
+    assert "Few pixels look like salt-and-pepper noise" in text and "compressed" in text
+    noisy = client.predict(handle_file(str(path)), 0.2, 0, api_name="/add_noise")
+    assert "Few pixels" not in denoise(client, noisy, already_noisy=True)[3]
+
+
+def test_a_tiled_image_reports_progress_per_tile(client, tmp_path):
+    path = tmp_path / "big.png"
+    Image.fromarray(photo(600, 530)[..., 0]).save(path)  # grayscale above 512x512: 4 tiles of the model
+    job = client.submit(handle_file(str(path)), "default", 0.2, 0, False, api_name="/denoise")
+    seen = set()
+    while not job.done():
+        for unit in job.status().progress_data or []:
+            seen.add((unit.desc, unit.index, unit.length))
+        time.sleep(0.02)
+    job.result()
+    tiles = [s for s in seen if s[0] and "tiles" in s[0]]
+    assert tiles, seen
+    assert all(length == 4 for _, _, length in tiles) and any("s left" in desc for desc, _, _ in tiles)
+
+
+def test_each_result_is_written_once_and_handed_to_every_output(app_url, tmp_path):  # noqa: F811
+    import app
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo(64, 48)).save(path)
+    before = {p for p in app.INSTANCE_DIR.rglob("*") if p.is_file()}
+    raw = Client(app_url, verbose=False, download_files=False)
+    noisy, denoised, slider, _, _, download = raw.predict(handle_file(str(path)), "median3", 0.3, 5, False,
+                                                          api_name="/denoise")
+    created = {p for p in app.INSTANCE_DIR.rglob("*") if p.is_file()} - before
+    assert noisy["path"] == slider[0]["path"] and denoised["path"] == slider[1]["path"] == download["path"]
+    assert {Path(noisy["path"]), Path(denoised["path"])} <= created
+    assert len(created) == 3, f"the upload and two PNGs, nothing copied twice: {sorted(map(str, created))}"
+
+
+def test_the_cache_sweep_keeps_the_gallery_and_drops_old_results(client, tmp_path):
+    import app
+
+    first = denoise(client, str(gallery_image()))
+    folders = {p for p in app.INSTANCE_DIR.iterdir() if p.name.startswith("result-")}
+    assert folders
+    app.sweep_cache(now=time.time() + app.CACHE_MAX_AGE_S + 1)
+    assert not any(p.exists() for p in folders)
+    assert all((app.INSTANCE_DIR / name).exists() for name in app.STARTUP_ENTRIES), "gallery copies stay"
+    assert Path(first[1]).exists(), "the client's own downloads are not the server's cache"
+    denoise(client, str(gallery_image()))  # the app works on after a sweep
+
+
+def test_dead_instances_are_swept_and_live_ones_kept(tmp_path):
+    import app
+
+    dead, young, alive = (tmp_path / f"{app.INSTANCE_PREFIX}{n}" for n in ("1-dead", "2-young", "3-alive"))
+    for folder in (dead, young, alive):
+        (folder / "cafebabe").mkdir(parents=True)
+        (folder / "cafebabe" / "upload.png").write_bytes(b"x" * 1000)
+        (folder / app.LOCK_NAME).touch()
+    for folder in (dead, alive):
+        os.utime(folder, (time.time() - 3600,) * 2)
+    holder = app._lock(alive / app.LOCK_NAME, blocking=True)  # an instance that is still running
+    try:
+        assert app.sweep_dead_instances(tmp_path) == [dead]
+    finally:
+        holder.close()
+    assert not dead.exists() and young.exists() and alive.exists()
