@@ -137,15 +137,17 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measured(device: str, fn: Callable[[], float]) -> Cell:
-    """Run one measurement; on CUDA also record its peak memory. A failure becomes a cell, not a crash."""
+def measured(device: str, fn: Callable[[], float | tuple[float, str]]) -> Cell:
+    """Run one measurement (a value, or a value and a note); on CUDA also record its peak memory.
+    A failure becomes a cell that says so, not a crash."""
     try:
         if device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        value = fn()
+        result = fn()
+        value, note = result if isinstance(result, tuple) else (result, "")
         _sync(device)
-        return Cell(value, torch.cuda.max_memory_allocated() if device == "cuda" else None)
+        return Cell(value, torch.cuda.max_memory_allocated() if device == "cuda" else None, note)
     except Exception as err:  # noqa: BLE001 - one broken figure must not hide the others
         return failure(err)
 
@@ -161,10 +163,19 @@ def training_rate(data: str, *, device: str, images: int, epochs: int) -> float:
         return train(cfg)["images_per_s"]
 
 
-def inference_rate(key: str, images: torch.Tensor, *, device: str, repeats: int) -> float:
+def built(key: str, device: str):
+    """The method as the app and the benchmark build it; on the CPU that is ONNX Runtime when installed."""
     from denoiser.methods import METHODS
 
-    denoiser = METHODS[key].build(device=device)
+    return METHODS[key].build(device=device)
+
+
+def backend_note(denoiser) -> str:
+    return f"on {denoiser.backend}" if getattr(denoiser, "backend", "torch") != "torch" else ""
+
+
+def inference_rate(key: str, images: torch.Tensor, *, device: str, repeats: int) -> tuple[float, str]:
+    denoiser = built(key, device)
     x = images.to(device)
     denoiser.denoise_batch(x)
     times = []
@@ -174,13 +185,11 @@ def inference_rate(key: str, images: torch.Tensor, *, device: str, repeats: int)
         denoiser.denoise_batch(x)
         _sync(device)
         times.append(time.perf_counter() - start)
-    return len(x) / statistics.median(times)
+    return len(x) / statistics.median(times), backend_note(denoiser)
 
 
-def image_seconds(key: str, image: np.ndarray, *, device: str, repeats: int, warm_up: bool) -> float:
-    from denoiser.methods import METHODS
-
-    denoiser = METHODS[key].build(device=device)
+def image_seconds(key: str, image: np.ndarray, *, device: str, repeats: int, warm_up: bool) -> tuple[float, str]:
+    denoiser = built(key, device)
     if warm_up:
         denoiser.denoise(image)
     times = []
@@ -188,7 +197,7 @@ def image_seconds(key: str, image: np.ndarray, *, device: str, repeats: int, war
         start = time.perf_counter()
         denoiser.denoise(image)  # numpy back, so the GPU work has finished
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), backend_note(denoiser)
 
 
 def free_port() -> int:

@@ -3,9 +3,10 @@
 Every test here needs a CUDA GPU and is skipped without one; `bash scripts/gpu_check.sh` runs them on a GPU
 machine and then measures speed. Tolerances of the CUDA-vs-CPU comparisons:
 
-* strict fp32 (TF32 switched off): max |CUDA - CPU| <= 1e-4 on every pixel;
+* strict fp32 (TF32 switched off) against PyTorch on the CPU: max |CUDA - CPU| <= 1e-4 on every pixel;
 * PyTorch's default CUDA settings, as the app and the benchmark run (cuDNN may use TF32 for convolutions,
-  10-bit mantissa): max |diff| <= 0.02 (5 grey levels of 255) and mean |diff| <= 1e-3.
+  10-bit mantissa), against the CPU result users get (`METHODS[key].build(device="cpu")`, ONNX Runtime
+  when it is installed): max |diff| <= 0.02 (5 grey levels of 255) and mean |diff| <= 1e-3.
 
 The switching U-Net decides which pixels to repaint from exact 0/1 values and integer window counts, so
 both devices repaint the same pixels and only the network's arithmetic differs.
@@ -68,15 +69,22 @@ def build(key: str, device: str):
     return METHODS[key].build(device=device)
 
 
+def torch_on_cpu(key: str):
+    from denoiser.inference import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT, load_denoiser
+
+    return load_denoiser(DEFAULT_CHECKPOINT if key == "default" else ARTICLE_CHECKPOINT, device="cpu",
+                         backend="torch")
+
+
 def compare(key: str, images: torch.Tensor) -> tuple[float, float, float]:
     """(strict max, default max, default mean) of |CUDA - CPU| for one model on `images`."""
-    cpu_out = build(key, "cpu").denoise_batch(images)
     gpu = build(key, "cuda")
-    default_out = gpu.denoise_batch(images.cuda()).cpu()
+    assert gpu.device.type == "cuda"
+    default_diff = (gpu.denoise_batch(images.cuda()).cpu() - build(key, "cpu").denoise_batch(images)).abs()
     with strict_fp32():
         strict_out = gpu.denoise_batch(images.cuda()).cpu()
-    default_diff = (default_out - cpu_out).abs()
-    return (strict_out - cpu_out).abs().max().item(), default_diff.max().item(), default_diff.mean().item()
+    strict = (strict_out - torch_on_cpu(key).denoise_batch(images)).abs().max().item()
+    return strict, default_diff.max().item(), default_diff.mean().item()
 
 
 @pytest.mark.parametrize("key", MODELS)
@@ -158,13 +166,15 @@ def test_bf16_training_lowers_the_loss_and_the_checkpoint_reloads_on_the_cpu(ima
     assert history[-1]["train_loss"] < history[0]["train_loss"], history
     assert history[-1]["val_loss"] < history[0]["val_loss"], history
 
-    on_cpu = load_denoiser(out / "checkpoint", device="cpu")
-    assert all(p.device.type == "cpu" for p in on_cpu.model.parameters())
     images = noisy_images(16, 1, 32, 32, seed=2)
+    on_cpu = load_denoiser(out / "checkpoint", device="cpu", backend="torch")
+    assert all(p.device.type == "cpu" for p in on_cpu.model.parameters())
     cpu_out = on_cpu.denoise_batch(images)
+    assert torch.isfinite(cpu_out).all()
+    as_users_get_it = load_denoiser(out / "checkpoint", device="cpu").denoise_batch(images)  # ONNX when it can
+    assert (as_users_get_it - cpu_out).abs().max().item() <= STRICT_MAX
     with strict_fp32():
         gpu_out = load_denoiser(out / "checkpoint", device="cuda").denoise_batch(images.cuda()).cpu()
-    assert torch.isfinite(cpu_out).all()
     assert (gpu_out - cpu_out).abs().max().item() <= STRICT_MAX
 
 
