@@ -1,6 +1,7 @@
 """The benchmark: every method on the CIFAR-10 test split, at every noise setting, with fixed seeds.
 
     python -m denoiser.benchmark --data ../shared/data/cifar10-images.zip [--limit N] [--out DIR] [--device cpu]
+                                 [--backend auto|torch|onnx ...]
 
 Methods: the noisy input itself, 3x3 and 5x5 medians, the Hwang-Haddad adaptive median (max window 7),
 the article's autoencoder checkpoint and the default model; a checkpoint that is not there is skipped
@@ -13,6 +14,9 @@ Each setting's noisy images are drawn once, from their own seeded torch.Generato
 the same pixels and the figures repeat exactly from run to run and for any batch size. PSNR and SSIM are
 means over images (`denoiser.metrics`). Speed is images/s of the method call alone (inputs already on the
 device, metrics not included), the median over batches, after one untimed warm-up batch per method.
+The learned methods run on `--backend` (default auto: ONNX Runtime on the CPU when it can be used);
+naming several (`--backend torch onnx`) runs each learned method once per backend, as its own column,
+so both backends are measured in one run, on the same noisy images, interleaved.
 Results go to `results.json` and `results.md` in --out, and the tables are printed as Markdown.
 """
 
@@ -34,7 +38,7 @@ from tqdm import tqdm
 
 from denoiser import data, noise
 from denoiser.checkpoint import is_checkpoint
-from denoiser.inference import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT
+from denoiser.inference import ARTICLE_CHECKPOINT, BACKENDS, DEFAULT_CHECKPOINT
 from denoiser.interface import Denoiser, Progress, select_device
 from denoiser.methods import METHODS
 from denoiser.metrics import psnr, ssim
@@ -109,15 +113,22 @@ def color_settings() -> list[NoiseSetting]:
     return [_amount_setting(amount, prepare=data.to_float) for amount in AMOUNTS]
 
 
-def build_methods(*, sources: dict[str, Path], device: torch.device) -> tuple[dict[str, Denoiser], list[str]]:
-    """Every benchmarked method by its key, and a note for each learned one whose checkpoint is missing."""
+def build_methods(*, sources: dict[str, Path], device: torch.device,
+                  backends: tuple[str, ...] = ("auto",)) -> tuple[dict[str, list[Denoiser]], list[str]]:
+    """Every benchmarked method by its key (a learned one once per backend), and a note for each learned one
+    whose checkpoint is missing. With several backends, a learned method's name says which one it asked for."""
     built, notes = {}, []
     for key in GRAY_METHODS:
         m = METHODS[key]
-        if m.learned and not is_checkpoint(sources[key]):
+        if not m.learned:
+            built[key] = [m.build(device=device)]
+        elif not is_checkpoint(sources[key]):
             notes.append(f"{m.label} skipped: no checkpoint at {sources[key]}")
-            continue
-        built[key] = m.build(source=sources.get(key), device=device)
+        else:
+            built[key] = [m.build(source=sources[key], device=device, backend=b) for b in backends]
+            if len(backends) > 1:
+                for denoiser, backend in zip(built[key], backends):
+                    denoiser.name = f"{m.label} [{backend}]"
     return built, notes
 
 
@@ -211,6 +222,8 @@ def report_markdown(tables: list[Table], meta: dict, notes: list[str]) -> str:
              f"PSNR (dB) / SSIM, mean over images. Device: {meta['device']} ({meta['device_name']}), "
              f"torch {meta['torch']}, {meta['threads']} threads, batches of {meta['batch_size']}, "
              f"noise seed {meta['seed']}; {meta['seconds']:.0f} s in all.", ""]
+    if meta.get("backends"):  # ONNX Runtime sessions use as many intra-op threads as torch
+        parts[-1:] = ["Backends: " + ", ".join(f"{name}: {b}" for name, b in meta["backends"].items()) + ".", ""]
     for table in tables:
         parts += [f"## {table.title}", "", quality_markdown(table), ""]
     parts += [f"## Speed: images/s ({size}, median over batches)", "", speed_markdown(tables), ""]
@@ -242,11 +255,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--article", type=Path, default=ARTICLE_CHECKPOINT, help="article checkpoint folder")
     parser.add_argument("--model", type=Path, default=DEFAULT_CHECKPOINT, help="default model checkpoint folder")
     parser.add_argument("--no-color", action="store_true", help="skip the colour table")
+    parser.add_argument("--backend", nargs="+", choices=BACKENDS, default=["auto"],
+                        help="how the learned methods run (default auto: ONNX Runtime on the CPU when it can); "
+                             "several, e.g. --backend torch onnx, measure each in the same run")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    args.backend = tuple(dict.fromkeys(args.backend))
     try:
         args.device = select_device(args.device)
     except ValueError as err:
@@ -266,18 +283,19 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     try:
         images_u8 = subset(data.load_split(args.data, split="test").images, limit=args.limit, seed=args.seed)
-        built, notes = build_methods(sources={"article": args.article, "default": args.model}, device=device)
+        built, notes = build_methods(sources={"article": args.article, "default": args.model}, device=device,
+                                     backends=args.backend)
     except ValueError as exc:  # unreadable data or checkpoint: say which, without a traceback
         raise SystemExit(f"error: {exc}") from exc
     for note in notes:
         print(f"note: {note}", flush=True)
     noisy = NoisyInput(device=device)
     tables = [Table("Grayscale")]
-    gray_methods = {NOISY_INPUT: noisy, **{built[k].name: built[k] for k in GRAY_METHODS if k in built}}
+    gray_methods = {NOISY_INPUT: noisy, **{d.name: d for k in GRAY_METHODS for d in built.get(k, [])}}
     run_table(tables[0], gray_methods, gray_settings(), images_u8, batch_size=args.batch_size, seed=args.seed,
               device=device)
     if not args.no_color:
-        color_methods = {NOISY_INPUT: noisy, **{built[k].name: built[k] for k in COLOR_METHODS if k in built}}
+        color_methods = {NOISY_INPUT: noisy, **{d.name: d for k in COLOR_METHODS for d in built.get(k, [])}}
         tables.append(Table("Colour"))
         run_table(tables[1], color_methods, color_settings(), images_u8, batch_size=args.batch_size,
                   seed=args.seed + 100, device=device)
@@ -286,6 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
             "image_size": f"{images_u8.shape[-1]}×{images_u8.shape[-2]}", "device": str(device),
             "device_name": _device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "batch_size": args.batch_size, "seed": args.seed,
+            "backends": {d.name: d.backend for k in GRAY_METHODS for d in built.get(k, []) if METHODS[k].learned},
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": time.perf_counter() - started}
     results = {"meta": meta, "notes": notes,

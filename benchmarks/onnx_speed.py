@@ -1,0 +1,101 @@
+"""Benchmark: a checkpoint on ONNX Runtime against PyTorch, in one run, on the same inputs (issue 13).
+
+Cases, each through `denoise_batch` as the app and the benchmark call it (padding, tiling and colour
+folding included): a batch of 500 32x32 colour images and the same in grayscale, as the CIFAR-10
+benchmark runs them; one 512x512 colour photo; one 2048x2048 colour photo, which runs in tiles. The
+images are scikit-image's astronaut (enlarged to 2048x2048 with Lanczos, and cut into 500 random 32x32
+crops), with salt-and-pepper noise at amount 0.5, fixed seed.
+
+Both backends are loaded from the same checkpoint and timed alternately, run by run, so that a machine
+shared with other work slows both alike; the table gives the median of `--runs` timed runs after one
+warm-up, the speed-up, and the largest difference between the two outputs. ONNX Runtime uses as many
+intra-op threads as torch (`torch.get_num_threads()`).
+
+    python -m benchmarks.onnx_speed --runs 5 [--checkpoint DIR] [--cases 32x32-colour 512-colour ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from denoiser import DEFAULT_CHECKPOINT, load_denoiser
+from denoiser.imaging import array_to_tensor
+from denoiser.interface import Denoiser
+from denoiser.noise import salt_and_pepper
+
+
+def _astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()
+
+
+def _crops(image: np.ndarray, *, n: int, size: int, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    h, w = image.shape[:2]
+    ys, xs = rng.integers(0, h - size, n), rng.integers(0, w - size, n)
+    return torch.stack([array_to_tensor(image[y:y + size, x:x + size]) for y, x in zip(ys, xs)])
+
+
+def cases() -> dict[str, Callable[[], torch.Tensor]]:
+    """Name -> a function making the clean (B, C, H, W) batch in [0, 1]."""
+    def big() -> torch.Tensor:
+        image = Image.fromarray(_astronaut()).resize((2048, 2048), Image.Resampling.LANCZOS)
+        return array_to_tensor(np.asarray(image)).unsqueeze(0)  # (C, H, W) -> (1, C, H, W)
+
+    return {
+        "32x32-colour": lambda: _crops(_astronaut(), n=500, size=32, seed=0),
+        "32x32-gray": lambda: _crops(_astronaut(), n=500, size=32, seed=0).mean(dim=1, keepdim=True),
+        "512-colour": lambda: array_to_tensor(_astronaut()).unsqueeze(0),  # (C, H, W) -> (1, C, H, W)
+        "2048-colour": big,
+    }
+
+
+LABELS = {"32x32-colour": "32×32 colour, batch of 500", "32x32-gray": "32×32 gray, batch of 500",
+          "512-colour": "512×512 colour, 1 image", "2048-colour": "2048×2048 colour, 1 image (tiled)"}
+
+
+def time_both(denoisers: dict[str, Denoiser], noisy: torch.Tensor, *, runs: int) -> tuple[dict[str, float], float]:
+    """Median seconds per backend (alternating, after a warm-up each) and the largest output difference."""
+    outputs = {name: d.denoise_batch(noisy) for name, d in denoisers.items()}  # warm-up, kept for the comparison
+    seconds: dict[str, list[float]] = {name: [] for name in denoisers}
+    for _ in range(runs):
+        for name, d in denoisers.items():
+            tic = time.perf_counter()
+            d.denoise_batch(noisy)
+            seconds[name].append(time.perf_counter() - tic)
+    first, second = outputs.values()
+    return {name: statistics.median(s) for name, s in seconds.items()}, (first - second).abs().max().item()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=5, help="timed runs per backend and case (median reported)")
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--cases", nargs="+", choices=list(LABELS), default=list(LABELS))
+    p.add_argument("--amount", type=float, default=0.5, help="salt-and-pepper amount of the inputs")
+    args = p.parse_args(argv)
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    denoisers = {b: load_denoiser(args.checkpoint, device="cpu", backend=b) for b in ("torch", "onnx")}
+    print(f"checkpoint {args.checkpoint}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"ONNX Runtime graph from {denoisers['onnx'].core.origin}; median of {args.runs} runs after a warm-up\n")
+    print("| case | torch (s) | ONNX Runtime (s) | speed-up | max difference |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for key in args.cases:
+        noisy = salt_and_pepper(cases()[key](), amount=args.amount, generator=torch.Generator().manual_seed(0))
+        seconds, diff = time_both(denoisers, noisy, runs=args.runs)
+        print(f"| {LABELS[key]} | {seconds['torch']:.3f} | {seconds['onnx']:.3f} | "
+              f"{seconds['torch'] / seconds['onnx']:.2f}× | {diff:.1e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
