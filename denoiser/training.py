@@ -263,7 +263,7 @@ class ResumeTimer:
             return time.monotonic() - self.last >= self.seconds
         if step % TIME_CHECK_STEPS:
             return False
-        flag = torch.tensor([time.monotonic() - self.last >= self.seconds], device=self.rt.device)
+        flag = torch.tensor([int(time.monotonic() - self.last >= self.seconds)], device=self.rt.device)
         dist.broadcast(flag, src=0)
         return bool(flag.item())
 
