@@ -7,12 +7,37 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # train.py and app.py live at the repository root
 
 CLASSES = ("cat", "dog", "ship")
+GALLERY = ROOT / "assets" / "gallery"
+
+
+def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images of one shape."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+@pytest.fixture(scope="session")
+def gallery_u8() -> torch.Tensor:
+    """The demo's 100 real CIFAR-10 test images (10 per class), uint8 (100, 3, 32, 32)."""
+    files = sorted(GALLERY.glob("*.png"))
+    assert len(files) == 100
+    arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (N, H, W, 3) -> (N, 3, H, W)
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A real photo: scikit-image's astronaut, a 160x128 crop of her face and the flag, uint8 (128, 160, 3)."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[40:168, 180:340])
 
 
 def smooth_image(rng: np.random.Generator, size: int = 32) -> np.ndarray:

@@ -144,9 +144,19 @@ def test_denoisers_filter_colour_per_channel(denoiser: Denoiser, name: str) -> N
 
 
 @pytest.mark.parametrize("shape, dtype", [((20, 24, 3), np.uint8), ((20, 24), np.float32)])
-def test_denoise_numpy_keeps_shape_and_dtype(shape: tuple[int, ...], dtype) -> None:
+def test_denoise_numpy_is_the_tensor_filter_and_removes_impulses(shape: tuple[int, ...], dtype) -> None:
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, shape).astype(np.uint8)
+    clean = np.broadcast_to(np.linspace(60, 200, shape[1]), shape[:2])  # a smooth ramp, (H, W)
+    clean = np.repeat(clean[..., None], 3, axis=2) if len(shape) == 3 else clean
+    image = np.where(rng.random(shape) < 0.2, 255, clean).astype(np.uint8)  # 20% salt
     image = image if dtype == np.uint8 else (image / 255).astype(dtype)
     out = AdaptiveMedianDenoiser().denoise(image)
     assert out.shape == image.shape and out.dtype == image.dtype
+    planes = torch.from_numpy(np.asarray(image, dtype=np.float32) / (255 if dtype == np.uint8 else 1))
+    planes = planes.permute(2, 0, 1) if len(shape) == 3 else planes[None]  # (H, W, C) or (H, W) -> (C, H, W)
+    expected = adaptive_median_filter(planes[None], max_window=7)[0]
+    expected = expected.permute(1, 2, 0) if len(shape) == 3 else expected[0]  # (C, H, W) -> (H, W, C) or (H, W)
+    scale = 255 if dtype == np.uint8 else 1
+    assert np.abs(out.astype(np.float32) - expected.numpy() * scale).max() <= (0.5 if dtype == np.uint8 else 1e-6)
+    white = 255 if dtype == np.uint8 else 1.0
+    assert (image == white).mean() > 0.15 and (out == white).mean() == 0.0  # every grain of salt is gone

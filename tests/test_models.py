@@ -1,20 +1,97 @@
-"""Contracts every model keeps, parametrized over the architectures (timm-style), plus checkpoint round trips."""
+"""Contracts every architecture keeps, parametrized over `denoiser.architectures.ARCHITECTURES` as timm's
+model tests are over its registry; then what is particular to the article's model and the U-Net."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from denoiser.architectures import ARCHITECTURES, build_model
+from denoiser.architectures import ARCHITECTURES, build_model, wrap_model
 from denoiser.checkpoint import load_model, read_card, save_checkpoint
-from denoiser.models import ArticleAutoencoder, ArticleConfig, UNetConfig, UNetDenoiser
+from denoiser.interface import Denoiser
+from denoiser.models import ArticleAutoencoder, ArticleConfig, DenoisingModel, UNetConfig, UNetDenoiser
 from denoiser.noise import impulse_mask, salt_and_pepper
 
-@pytest.fixture(params=sorted(ARCHITECTURES))
-def model(request: pytest.FixtureRequest):
+NAMES = sorted(ARCHITECTURES)
+WITH_RADIUS = [name for name in NAMES if hasattr(ARCHITECTURES[name].model, "receptive_radius")]
+
+
+def _perturbed(model: DenoisingModel) -> DenoisingModel:
+    """Every weight nudged, so layers initialized to zero (the U-Net's tail) take part in what is tested."""
     torch.manual_seed(0)
-    return build_model(request.param, ARCHITECTURES[request.param].tiny).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def _noisy(shape: tuple[int, ...], *, amount: float = 0.3, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return salt_and_pepper(torch.rand(shape, generator=g) * 0.8 + 0.1, amount=amount, generator=g)
+
+
+@pytest.fixture(params=NAMES)
+def model(request: pytest.FixtureRequest) -> DenoisingModel:
+    torch.manual_seed(0)
+    return _perturbed(build_model(request.param, ARCHITECTURES[request.param].tiny))
+
+
+# ----------------------------------------------------------------------------- every architecture
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_table_entry_builds_its_model_from_the_tiny_config(name: str) -> None:
+    arch = ARCHITECTURES[name]
+    model = build_model(name, arch.tiny)
+    assert type(model) is arch.model and model.architecture == name  # what config.json stores, and looks up
+    assert model.config == arch.config(**arch.tiny)
+    assert arch.config(**json.loads(json.dumps(asdict(model.config)))) == model.config  # config.json round trip
+    assert 0 < model.parameter_count() < 100_000  # tiny: the contracts run in milliseconds
+
+
+def test_forward_keeps_shape_and_treats_each_image_alone(model: DenoisingModel) -> None:
+    x = _noisy((3, 1, 32, 32))
+    with torch.no_grad():
+        out = model(x)
+        one_by_one = torch.cat([model(x[i:i + 1]) for i in range(len(x))])
+        again = model(x)
+    assert out.shape == x.shape and out.dtype == x.dtype and bool(torch.isfinite(out).all())
+    assert torch.allclose(out, one_by_one, atol=1e-5)  # nothing leaks between the images of a batch
+    assert torch.equal(out, again)  # eval mode is deterministic
+    assert not torch.allclose(out, x)  # it does something
+
+
+def test_wrap_model_gives_the_architectures_denoiser(model: DenoisingModel) -> None:
+    with torch.no_grad():
+        native = _noisy((2, 1, 32, 32))
+        expected = model(native).clamp(0, 1)
+    denoiser = wrap_model(model)
+    assert isinstance(denoiser, Denoiser) and type(denoiser) is ARCHITECTURES[model.architecture].runner
+    assert torch.allclose(denoiser.denoise_batch(native), expected, atol=1e-5)  # the network's own answer
+    x = _noisy((2, 3, 40, 48), seed=1)  # colour, and not the native size
+    out = denoiser.denoise_batch(x)
+    assert out.shape == x.shape and out.device == x.device
+    assert bool((out >= 0).all() and (out <= 1).all())
+
+
+@pytest.mark.parametrize("name", WITH_RADIUS)
+def test_receptive_radius_bounds_the_real_one(name: str) -> None:
+    model = _perturbed(build_model(name, ARCHITECTURES[name].tiny))
+    radius = model.receptive_radius
+    size = 2 * radius + 32
+    x = _noisy((1, 1, size, size), amount=0.9)
+    c = size // 2
+    x[0, 0, c, c] = 0.0  # an impulse at the centre, so the output there depends on its neighbourhood
+    x.requires_grad_(True)
+    model(x)[0, 0, c, c].backward()
+    rows, cols = torch.nonzero(x.grad[0, 0], as_tuple=True)
+    reach = max((rows - c).abs().max().item(), (cols - c).abs().max().item())
+    assert radius // 2 < reach <= radius
+
+
+# ----------------------------------------------------------------------------- the article's model and the U-Net
 
 
 def test_article_model_has_the_articles_parameter_count() -> None:
@@ -38,15 +115,18 @@ def test_article_model_refuses_other_sizes() -> None:
         ArticleAutoencoder()(torch.rand(1, 1, 40, 40))
 
 
-def test_output_shape_matches_input(model) -> None:
-    x = torch.rand(2, 1, 32, 32)
-    assert model(x).shape == x.shape
-
-
 @pytest.mark.parametrize("shape", [(1, 1, 37, 53), (2, 3, 32, 32), (1, 3, 9, 130)])
-def test_unet_takes_any_size_and_colour(shape: tuple) -> None:
-    m = UNetDenoiser(UNetConfig(widths=(8, 16, 32), blocks=(1, 1, 1)))
-    assert m(torch.rand(shape)).shape == shape
+def test_unet_takes_any_size_and_colour_channel_by_channel(shape: tuple) -> None:
+    torch.manual_seed(0)
+    m = _perturbed(UNetDenoiser(UNetConfig(widths=(8, 16, 32), blocks=(1, 1, 1))))
+    x = _noisy(shape)
+    with torch.no_grad():
+        out = m(x)
+        per_channel = torch.cat([m(x[:, c:c + 1]) for c in range(shape[1])], dim=1)
+    assert out.shape == shape
+    kept = (x > 0) & (x < 1)
+    assert torch.equal(out[kept], x[kept])  # padding to a multiple of 8 and cropping back moves no pixel
+    assert torch.allclose(out, per_channel, atol=1e-5)
 
 
 def test_unet_changes_only_impulse_pixels() -> None:
