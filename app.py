@@ -51,9 +51,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 try:
     import spaces
 
-    # Seconds of GPU time each request reserves (spaces' default is 60; shorter requests queue sooner). The
-    # largest accepted image, 4.2 MP in colour, takes 17 s on 2 CPU cores; on a GPU slice it needs a fraction
-    # of that, and 30 s leaves room for ZeroGPU's worker start. Check it against gpu_check.sh's 4 MP rows.
+    # Seconds of GPU time each request asks for (spaces' default is 60), checked against the visitor's
+    # remaining ZeroGPU quota before the call runs, so less lets more calls through. The largest accepted
+    # image, 4.2 MP in colour, takes 17 s on 2 CPU cores and a fraction of that on a GPU; 30 s leaves room
+    # for ZeroGPU's worker start. Check it against gpu_check.sh's 4.2 MP rows.
     gpu = spaces.GPU(duration=30)
 except ImportError:
     def gpu(fn: Callable) -> Callable:
@@ -544,8 +545,11 @@ CSS = f"""
 #gallery .thumbnail-item {{ aspect-ratio: 1 / 1; }}
 {PHONE} {{
   /* The whole gallery in view (10 rows of 32-pixel images), the run button always at hand. */
-  #gallery .grid-wrap {{ height: auto !important; max-height: none !important; overflow: visible; padding: 2px; }}
-  #gallery .grid-container {{ gap: 2px; }}
+  #gallery, #gallery .gallery-container, #gallery .grid-wrap {{ height: auto !important; max-height: none !important;
+    overflow: visible; }}
+  #gallery .grid-wrap {{ padding: 2px; }}
+  #gallery .grid-container {{ gap: 2px; padding-top: 40px; }}  /* clear of the label, which may wrap */
+  #gallery .caption-label {{ display: none; }}  /* a caption would hide most of a 32-pixel thumbnail */
   #input-image, #noisy, #denoised, #compare {{ height: 240px !important; }}
   #run {{ position: fixed; left: 12px; right: 12px; bottom: 12px; width: auto; z-index: 100;
           box-shadow: 0 4px 16px rgba(0, 0, 0, 0.35); }}
@@ -588,11 +592,10 @@ unavailable_note = "".join(f"\n\n⚠️ **{METHODS[k].label}** is unavailable on
                            for k, why in UNAVAILABLE.items())
 method_choices = [(METHODS[k].label, k) for k in APP_METHODS if k in DENOISERS] or \
                  [(METHODS[k].label, k) for k in APP_METHODS]
-class_names = ", ".join(dict.fromkeys(caption for _, caption in GALLERY))
 
 with gr.Blocks(title="Salt-and-pepper denoiser") as demo:
     gr.Markdown(INTRO + unavailable_note, elem_id="intro")
-    gallery = gr.Gallery(value=GALLERY, label=f"Pick a CIFAR-10 test image: one class per column ({class_names})",
+    gallery = gr.Gallery(value=GALLERY, label="Pick a CIFAR-10 test image: one class per column",
                          columns=GALLERY_COLUMNS, height=250, allow_preview=False, object_fit="contain",
                          elem_id="gallery")
     with gr.Row(equal_height=True):

@@ -2,8 +2,9 @@
 
 One visit, step by step as a new user makes it: pick a gallery image, move the intensity slider, run and
 see both images and the scores, upload a file and run again (also as "already noisy"), send a broken file
-and see the error toast.
-The screenshot of the first result is the one the README shows (docs/screenshot.png).
+and see the error toast. Then a phone (390x844): the run button in view without scrolling, the gallery one
+class per column as its label says, a tap on a picture, and the result brought into view.
+Screenshots go to pytest's temporary folder; the README's are made by scripts/screenshots.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from app_fixtures import REPO, app_url, bad_files, photo  # noqa: F401
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOT = REPO / "docs" / "screenshot.png"
+PHONE = {"width": 390, "height": 844}
 RUN_TIMEOUT_MS = 60_000  # the first model call on a busy 2-core machine can take several seconds
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
@@ -26,16 +27,22 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 
 
 @pytest.fixture(scope="module")
-def page(app_url):  # noqa: F811 - pytest fixture injection
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(app_url)
-        page.locator("#run").wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):  # noqa: F811 - pytest fixture injection
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(app_url)
+    page.locator("#run").wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
+    yield page
+    page.close()
 
 
 def wait_for_summary(page, text: str) -> str:
@@ -64,8 +71,7 @@ def test_a_first_visit(page, tmp_path):
         expect(page.locator(selector)).to_be_visible()
     expect(page.locator("#compare img")).to_have_count(2)
     expect(page.locator("#download")).to_contain_text("automobile_")
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
 
     # 4. upload a file of one's own and run again
     upload = tmp_path / "my photo.png"
@@ -96,3 +102,44 @@ def test_a_first_visit(page, tmp_path):
     expect(toast).to_have_css("opacity", "1")
     page.screenshot(path=str(tmp_path / "error.png"))
     assert "already noisy" in page.locator("#summary").inner_text(), "the last result's text stays on screen"
+
+
+def in_view(page, selector: str) -> bool:
+    """True when the element's box overlaps the visible viewport (what a visitor sees without scrolling)."""
+    return page.evaluate("""(selector) => {
+        const box = document.querySelector(selector).getBoundingClientRect();
+        return box.bottom > 0 && box.top < window.innerHeight && box.height > 0;
+    }""", selector)
+
+
+def test_a_phone_visit(browser, app_url, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    phone = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    phone.goto(app_url)
+    phone.locator("#run").wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
+    assert in_view(phone, "#run"), "the run button is at hand without scrolling"
+    assert phone.evaluate("() => window.scrollY") == 0
+    # the label says one class per column: the grid has exactly as many columns as classes
+    expect(phone.locator("#gallery")).to_contain_text("one class per column")
+    columns = phone.evaluate("""() => getComputedStyle(document.querySelector('#gallery .grid-container'))
+                                .gridTemplateColumns.split(' ').length""")
+    assert columns == 10
+    first_row = phone.evaluate("""() => [...document.querySelectorAll('#gallery .thumbnail-item')]
+                                  .slice(0, 11).map(e => Math.round(e.getBoundingClientRect().top))""")
+    assert len(set(first_row[:10])) == 1 and first_row[10] > first_row[0], first_row
+    phone.screenshot(path=str(tmp_path / "phone-start.png"))
+
+    thumbnail = phone.get_by_label("Thumbnail 34 of 100")  # row 4, column 4: a cat
+    assert in_view(phone, '[aria-label="Thumbnail 34 of 100"]'), "the gallery is on the first screen"
+    thumbnail.tap()
+    summary = phone.locator("#summary")
+    summary.get_by_text("25% of pixels hit").first.wait_for(timeout=RUN_TIMEOUT_MS)
+    assert "cat_" in phone.locator("#download").inner_text()
+    expect(phone.locator("#compare img")).to_have_count(2)
+    phone.wait_for_function("""() => { const b = document.querySelector('#compare').getBoundingClientRect();
+                                       return b.top >= -1 && b.top < window.innerHeight / 2; }""",
+                            timeout=10_000)  # the result scrolled into view, no swipe needed
+    assert in_view(phone, "#summary")
+    phone.screenshot(path=str(tmp_path / "phone-result.png"))
+    phone.close()
