@@ -6,9 +6,9 @@
 # 1. Python: uses $PYTHON (default python3) when it already imports everything the check needs. Otherwise, if
 #    a package index answers, it makes a venv in $GPU_CHECK_VENV (default /tmp/denoiser-gpu-venv) and installs
 #    requirements-test.txt there; a torch that is already installed (e.g. a machine image's CUDA build) is
-#    kept, not replaced by the pinned one. With no index either, wheels in $GPU_CHECK_WHEELS (default .whl) are
-#    installed without one; failing that it goes on with what is installed, and the parts that need a missing
-#    package say so (on a machine with no gradio, the app row is skipped).
+#    kept, not replaced by the pinned one. With no index, the missing packages are installed from the wheels
+#    in $GPU_CHECK_WHEELS (default .whl) if that folder exists; failing that it goes on with what is there,
+#    and the parts that need a missing package say so (on a machine with no gradio, the app row is skipped).
 # 2. The GPU tests (tests/test_gpu.py): without CUDA they are skipped, with their reason shown.
 # 3. The speed table (python -m benchmarks.gpu): GPU against this machine's CPU, printed as Markdown and
 #    written to benchmark-results/gpu-check/results.md (git-ignored). Data: ../shared/data/cifar10-images.zip
@@ -52,21 +52,26 @@ index_answers() {  # a real download of one small pinned requirement, through pi
   return $status
 }
 
-make_venv() {  # $1: extra pip arguments (e.g. the wheel folder); installs requirements-test.txt in a venv
-  local venv=${GPU_CHECK_VENV:-/tmp/denoiser-gpu-venv} req
+pinned() {  # the pinned requirement lines of these import names, from the requirement files
+  local name
+  for name in "$@"; do
+    case "$name" in PIL) name=pillow ;; pytest_timeout) name=pytest-timeout ;; esac
+    grep -h -i -m1 -E "^${name}==" requirements.txt requirements-test.txt
+  done
+}
+
+make_venv() {  # $1: extra pip arguments; the rest: what to install. Sets PY to the venv's python.
+  local venv=${GPU_CHECK_VENV:-/tmp/denoiser-gpu-venv} pip_args=$1
+  shift
   "$PY" -m venv --system-site-packages "$venv" || return 1
-  req=$(mktemp)
   if "$PY" -c 'import torch' 2>/dev/null; then
-    # Keep the torch already installed (a venv of its own, too): its folder goes on the new venv's path
-    # after the venv's own packages, and the pins of torch and torchvision are left out.
+    # Keep the torch already installed (a venv of its own, too): its folder goes on the new venv's path,
+    # after the venv's own packages, so pip counts what is there as installed.
     "$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
       > "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_outer_site.pth"
-    cat requirements.txt requirements-test.txt | grep -v -E '^(-r |torch==|torchvision==)' > "$req"
-  else
-    cp requirements-test.txt "$req"
   fi
   # shellcheck disable=SC2086
-  "$venv/bin/python" -m pip install --quiet $1 -r "$req" || return 1
+  "$venv/bin/python" -m pip install --quiet $pip_args "$@" || return 1
   PY=$venv/bin/python
 }
 
@@ -76,25 +81,34 @@ if [ -z "$MISSING" ]; then
   echo "$($PY -c 'import sys; print(sys.executable)') already has every package the check needs: no install."
 elif index_answers; then
   echo "missing: $MISSING. A package index answers: installing requirements-test.txt into a venv."
-  make_venv "" || echo "pip install failed: going on with $PY as it is." >&2
+  if "$PY" -c 'import torch' 2>/dev/null; then
+    # torch is there (a machine image's CUDA build): keep it rather than the pinned one.
+    REQ=$(mktemp)
+    cat requirements.txt requirements-test.txt | grep -v -E '^(-r |torch==|torchvision==)' > "$REQ"
+  else
+    REQ=requirements-test.txt
+  fi
+  make_venv "" -r "$REQ" || echo "pip install failed: going on with $PY as it is." >&2
 elif [ -d "${GPU_CHECK_WHEELS:-.whl}" ]; then
   WHEELS=${GPU_CHECK_WHEELS:-.whl}
-  echo "missing: $MISSING. No package index answers: installing from the wheels in $WHEELS."
-  make_venv "--no-index --find-links $WHEELS" || echo "install from $WHEELS failed: going on as it is." >&2
+  echo "missing: $MISSING. No package index answers: installing them from the wheels in $WHEELS."
+  # shellcheck disable=SC2046,SC2086
+  make_venv "--no-index --find-links $WHEELS" $(pinned $MISSING) ||
+    echo "install from $WHEELS failed: going on as it is." >&2
 else
   echo "missing: $MISSING. No package index answers and there is no wheel folder: going on without them."
 fi
 MISSING=$(missing_modules "$PY")
 [ -n "$MISSING" ] && echo "still missing: $MISSING (the parts that need them are skipped)"
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+  echo "gpu_check.sh: torch cannot be imported with $PY: nothing can be checked." >&2
+  exit 1
+fi
 "$PY" - <<'EOF'
 import torch
 cuda = torch.cuda.is_available()
 print(f"torch {torch.__version__}, CUDA {'available: ' + torch.cuda.get_device_name() if cuda else 'not available'}")
 EOF
-if ! "$PY" -c 'import torch' 2>/dev/null; then
-  echo "gpu_check.sh: torch cannot be imported: nothing can be checked." >&2
-  exit 1
-fi
 HAS_CUDA=$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))')
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
