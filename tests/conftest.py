@@ -37,7 +37,9 @@ def photo() -> np.ndarray:
     """A real photo: scikit-image's astronaut, a 160x128 crop of her face and the flag, uint8 (128, 160, 3)."""
     from skimage import data
 
-    return np.ascontiguousarray(data.astronaut()[40:168, 180:340])
+    image = np.ascontiguousarray(data.astronaut()[40:168, 180:340])
+    image.setflags(write=False)  # shared by every test of the session: none may change it
+    return image
 
 
 def smooth_image(rng: np.random.Generator, size: int = 32) -> np.ndarray:
