@@ -39,7 +39,7 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -232,8 +232,8 @@ def load_methods() -> tuple[dict[str, Denoiser], dict[str, str]]:
 
 DENOISERS, UNAVAILABLE = load_methods()
 MODEL_SLOTS = threading.BoundedSemaphore(MODEL_CONCURRENCY)
-# PNG encoding runs beside the model and the metrics; Pillow's encoder and torch both release the GIL.
-ENCODER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="png")
+# PNG encoding and scoring run beside the model call; Pillow's encoder and torch both release the GIL.
+BACKGROUND = ThreadPoolExecutor(max_workers=2 * CONCURRENCY, thread_name_prefix="beside")
 
 
 class InputError(gr.Error):
@@ -292,10 +292,6 @@ def save_png(pixels: np.ndarray, alpha: np.ndarray | None, path: Path) -> str:
     # noisy images are barely larger (noise does not compress).
     to_pil(pixels, alpha).save(path, format="PNG", compress_level=1)
     return str(path)
-
-
-def save_png_later(pixels: np.ndarray, alpha: np.ndarray | None, path: Path) -> Future:
-    return ENCODER.submit(save_png, pixels, alpha, path)
 
 
 def safe_stem(text: str) -> str:
@@ -463,11 +459,13 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
     loaded = _load(image)
     noisy = loaded.pixels if already_noisy else salt_and_pepper_array(loaded.pixels, amount=amount, seed=seed)
     folder, stem = new_result_folder(), safe_stem(loaded.name)
-    noisy_png = save_png_later(noisy, loaded.alpha, folder / f"{stem}-noisy.png")
+    # The noisy image's PNG and scores are worked out beside the model call, the denoised PNG beside its scores.
+    noisy_png = BACKGROUND.submit(save_png, noisy, loaded.alpha, folder / f"{stem}-noisy.png")
+    noisy_scores = None if already_noisy else BACKGROUND.submit(quality, loaded.pixels, noisy)
     denoised, model_seconds = _denoise(key, noisy, progress)
-    denoised_png = save_png_later(denoised, loaded.alpha, folder / f"{stem}-denoised-{key}.png")
+    denoised_png = BACKGROUND.submit(save_png, denoised, loaded.alpha, folder / f"{stem}-denoised-{key}.png")
     progress(1.0, desc="Scoring and saving")
-    if already_noisy:
+    if noisy_scores is None:
         scores = (None,) * 4
         share = impulse_like_share(noisy)
         if share < FEW_IMPULSES:
@@ -476,7 +474,7 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
                                 "see are grey or coloured, the image may have been compressed (JPEG) or resized "
                                 "after the noise was added, which smears the impulses these methods look for.")
     else:
-        scores = (*quality(loaded.pixels, noisy), *quality(loaded.pixels, denoised))
+        scores = (*noisy_scores.result(), *quality(loaded.pixels, denoised))
     if key == "article" and (loaded.pixels.ndim == 3 or loaded.pixels.shape != (32, 32)):
         loaded.notes.append("The article autoencoder only knows 32×32 grayscale: this image went through it "
                             "channel by channel, in 32×32 tiles.")

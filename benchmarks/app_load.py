@@ -3,16 +3,20 @@
 Starts `python app.py` on 127.0.0.1 (or uses --url), then:
 1. 20 concurrent callers, 200 /denoise calls in all, each with its own input (gallery image and seed),
    so no two responses are byte-identical. Prints successes, p50/p95/max latency and throughput.
-2. With no other load, a 32x32 and a 512x512 colour image: the model time the app reports
-   (`model_seconds`) against the server's whole handler time and the client's round trip.
+2. With no other load, colour images of 0.25, 1 and 4 megapixels: the model time the app reports
+   (`model_seconds`), the server's whole handler time (`total_seconds`), the app's own share (handler minus
+   model: reading, noising, metrics, PNGs) and the client's round trip; and the app process's memory (RSS)
+   when idle and its peak during each size's calls, sampled every 10 ms from /proc.
 
-    python benchmarks/app_load.py                      # default model, 20 callers, 200 calls
+    python benchmarks/app_load.py                      # default model, 20 callers, 200 calls, then sizes
     python benchmarks/app_load.py --method median3 --callers 5 --calls 50
+    python benchmarks/app_load.py --calls 0 --repeats 2   # the size table only
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -103,29 +107,61 @@ def load_test(url: str, *, method: str, callers: int, calls: int, intensity: flo
         print("  failure:", line)
 
 
-def timing_split(url: str, *, method: str, sizes: list[int], repeats: int) -> None:
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+class PeakRss:
+    """Samples a process's resident memory every 10 ms while in use; `.peak` is the highest, in MB."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.01)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def timing_split(url: str, *, method: str, sizes: list[int], repeats: int, pid: int | None) -> None:
     client = Client(url, verbose=False)
     folder = Path(tempfile.mkdtemp(prefix="app-load-"))
     rng = np.random.default_rng(0)
     print(f"model time vs request time, method={method}, median of {repeats} calls after one warm-up, no other "
           f"calls (1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    if pid is not None:
+        print(f"  app process RSS when idle: {rss_mb(pid):.0f} MB")
     for size in sizes:
         # a smooth colour picture, so that the work resembles a photo rather than pure noise
         y, x = np.mgrid[0:size, 0:size] / size
         img = np.stack([x, y, 0.5 + 0.5 * np.sin(6 * x * y)], axis=-1) * 0.8 + rng.uniform(0, 0.2, 3)
         path = folder / f"colour_{size}.png"
         Image.fromarray((img.clip(0, 1) * 255).astype(np.uint8)).save(path)
-        model, handler, round_trip = [], [], []
-        for i in range(repeats + 1):
-            start = time.perf_counter()
-            numbers = client.predict(handle_file(str(path)), method, 0.25, i, False, api_name="/denoise")[4]
-            if i:  # the first call warms caches and is left out
-                round_trip.append(time.perf_counter() - start)
-                model.append(numbers["model_seconds"])
-                handler.append(numbers["total_seconds"])
-        m, h, r = (statistics.median(v) * 1000 for v in (model, handler, round_trip))
-        print(f"  {size}x{size} colour: model {m:.1f} ms, app handler {h:.1f} ms, client round trip {r:.1f} ms "
-              f"(model = {m / r:.0%} of the request)")
+        model, handler, own, round_trip = [], [], [], []
+        idle = rss_mb(pid) if pid is not None else 0.0
+        with PeakRss(pid) if pid is not None else contextlib.nullcontext() as peak:
+            for i in range(repeats + 1):
+                start = time.perf_counter()
+                numbers = client.predict(handle_file(str(path)), method, 0.25, i, False, api_name="/denoise")[4]
+                if i:  # the first call warms caches and is left out
+                    round_trip.append(time.perf_counter() - start)
+                    model.append(numbers["model_seconds"])
+                    handler.append(numbers["total_seconds"])
+                    own.append(numbers["total_seconds"] - numbers["model_seconds"])
+        m, h, o, r = (statistics.median(v) * 1000 for v in (model, handler, own, round_trip))
+        memory = f"; RSS {idle:.0f} MB before, peak {peak.peak:.0f} MB (+{peak.peak - idle:.0f})" if pid else ""
+        print(f"  {size}x{size} colour ({size * size / 1e6:.2f} MP): model {m:.0f} ms, app handler {h:.0f} ms "
+              f"(the app's own work {o:.0f} ms), client round trip {r:.0f} ms{memory}")
 
 
 def main() -> None:
@@ -135,13 +171,16 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=20)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--intensity", type=float, default=0.25)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048], help="square sides in pixels")
     args = parser.parse_args()
     proc, url = (None, args.url) if args.url else start_app()
     try:
         print(f"app at {url}")
-        load_test(url, method=args.method, callers=args.callers, calls=args.calls, intensity=args.intensity)
-        timing_split(url, method=args.method, sizes=[32, 512], repeats=args.repeats)
+        if args.calls:
+            load_test(url, method=args.method, callers=args.callers, calls=args.calls, intensity=args.intensity)
+        timing_split(url, method=args.method, sizes=args.sizes, repeats=args.repeats,
+                     pid=proc.pid if proc is not None else None)
     finally:
         if proc is not None:
             proc.terminate()

@@ -62,7 +62,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ssim_map.reshape(b, -1).mean(dim=1)  # (1, B*C, H, W) -> (B, C*H*W) -> (B,)
 
 
-def psnr_ssim_in_bands(pred: torch.Tensor, target: torch.Tensor, *, band_rows: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def psnr_ssim_in_bands(pred: torch.Tensor, target: torch.Tensor, *, band_rows: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image (PSNR, SSIM), shapes (B,): the figures of `psnr` and `ssim`, for multi-megapixel images.
 
     Worked through bands of `band_rows` rows, each read with the 5 rows of context the 11x11 window needs,
@@ -94,13 +94,23 @@ def psnr_ssim_in_bands(pred: torch.Tensor, target: torch.Tensor, *, band_rows: i
                 for x in (pred, target))  # (B, C, rows, W) -> (1, B*C, rows, W) -> padded (B*C, rows+, W+)
         own = (slice(None), slice(top - lo + pad[2], bottom - lo + pad[2]), slice(radius, radius + w))
         squared_error += (p[own] - t[own]).square().sum(dim=(1, 2), dtype=torch.float64)
-        # The five local statistics as a batch of 5 (B*C)-channel images, depthwise-filtered in one call each way.
-        stats = torch.stack([p, t, p * p, t * t, p * t]).contiguous(memory_format=torch.channels_last)
-        mu_p, mu_t, e_pp, e_tt, e_pt = F.conv2d(F.conv2d(stats, across, groups=n), down, groups=n)
-        mu_pp, mu_tt, mu_pt = mu_p * mu_p, mu_t * mu_t, mu_p * mu_t
-        var_p, var_t = (e_pp - mu_pp).clamp_min_(0.0), (e_tt - mu_tt).clamp_min_(0.0)
-        ssim_map = ((2 * mu_pt + c1) * (2 * (e_pt - mu_pt) + c2)) / ((mu_pp + mu_tt + c1) * (var_p + var_t + c2))
-        ssim_sum += ssim_map.sum(dim=(1, 2), dtype=torch.float64)
+        # The five local statistics as a batch of 5 (B*C)-channel images, depthwise-filtered in one call each
+        # way; the SSIM formula then runs in place on the filtered band (fresh tensors cost more than the math).
+        stats = torch.empty((5, *p.shape), dtype=p.dtype, device=p.device, memory_format=torch.channels_last)
+        stats[0], stats[1] = p, t
+        torch.mul(p, p, out=stats[2])
+        torch.mul(t, t, out=stats[3])
+        torch.mul(p, t, out=stats[4])
+        mu_p, mu_t, var_p, var_t, cov = F.conv2d(F.conv2d(stats, across, groups=n), down, groups=n)
+        mu_pt = mu_p * mu_t
+        mu_p.square_()
+        mu_t.square_()
+        var_p.sub_(mu_p).clamp_min_(0.0)
+        var_t.sub_(mu_t).clamp_min_(0.0)
+        cov.sub_(mu_pt).mul_(2).add_(c2)  # 2 * covariance + c2
+        numerator = mu_pt.mul_(2).add_(c1).mul_(cov)
+        denominator = mu_p.add_(mu_t).add_(c1).mul_(var_p.add_(var_t).add_(c2))
+        ssim_sum += numerator.div_(denominator).sum(dim=(1, 2), dtype=torch.float64)
     per_image = c * h * w
     mse = squared_error.view(b, c).sum(dim=1) / per_image  # (B*C,) -> (B, C) -> (B,)
     psnr_db = 10 * torch.log10(1.0 / mse.clamp_min(10 ** (-MAX_PSNR_DB / 10)))
