@@ -49,3 +49,13 @@ def tensor_to_array(t: torch.Tensor, *, like: np.ndarray) -> np.ndarray:
     if like.dtype == np.uint8:
         return (out * 255.0 + 0.5).astype(np.uint8)
     return out.astype(like.dtype)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float tensor in [0, 1], any shape -> uint8 of the same shape, rounded to the nearest level."""
+    return (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+
+def from_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 tensor, any shape -> float32 in [0, 1]."""
+    return images.float() / 255.0

@@ -82,7 +82,7 @@ class ModelDenoiser(Denoiser):
                 progress(1, 1)
         else:
             out = self._tiled(x, chunk=b, progress=progress)
-        out = out[..., :h, :w].reshape(b, c, h, w)  # (B*C, 1, H, W) -> (B, C, H, W); a no-op when not folded
+        out = self._unfold(out[..., :h, :w], channels=c)
         return out.clamp(0, 1).to(images.device)
 
     def _fold(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,9 +90,19 @@ class ModelDenoiser(Denoiser):
         expected = self.model.config.in_channels
         if c == expected:
             return x
-        if expected != 1:
-            raise ValueError(f"this model takes {expected} channels, got {c}")
-        return x.reshape(b * c, 1, h, w)  # (B, C, H, W) -> (B*C, 1, H, W): a grayscale network, channel by channel
+        if expected == 1:
+            return x.reshape(b * c, 1, h, w)  # (B, C, H, W) -> (B*C, 1, H, W): a gray network, channel by channel
+        if c == 1:
+            # A colour network sees a gray image as colour whose channels agree: a per-pixel colour case.
+            return x.expand(b, expected, h, w)
+        raise ValueError(f"this model takes {expected} channels (or 1), got {c}")
+
+    def _unfold(self, out: torch.Tensor, *, channels: int) -> torch.Tensor:
+        """The model's output back to the caller's channels: the inverse of `_fold`."""
+        b, h, w = out.shape[0] * out.shape[1] // channels, *out.shape[-2:]
+        if out.shape[1] != channels and channels == 1:
+            return out.mean(dim=1, keepdim=True)  # (B, 3, H, W) -> (B, 1, H, W): the gray image's three copies
+        return out.reshape(b, channels, h, w)  # (B*C, 1, H, W) -> (B, C, H, W); a no-op when not folded
 
     def _tiled(self, x: torch.Tensor, *, chunk: int, progress: Progress | None) -> torch.Tensor:
         """Overlapping tiles of the padded batch, `chunk` images (one channel of each, once folded) per call."""

@@ -1,0 +1,147 @@
+"""The impulse U-Net: a colour network that learns which pixels are impulses and repaints only those.
+
+It replaces the default model's hand-set rule ("exactly 0 or 1, unless inside a clipped region") with a
+learned detector, because real noisy files break that rule: JPEG and resizing move impulses off the
+extremes and leave halos around them, while photos hold genuine black and white detail (one-pixel lines,
+text, stars, clipped highlights) that the rule repaints.
+
+Why this design, piece by piece:
+
+* **A detection output trained jointly with the restoration** (as the two-stage impulse-noise networks do,
+  e.g. the detector + inpainting CNNs of Jin et al. and Zhang et al.'s switching designs). The tail
+  predicts, for every pixel and channel, a logit "this value is corrupted" and a replacement value. We
+  chose an explicit detection output over a soft mask the network refines, because an explicit mask can be
+  supervised directly (binary cross-entropy against the pixels the degradation really changed), thresholded
+  at inference, and shown to users; a refined soft mask would blend every pixel a little and lose the
+  switching property below.
+* **Switching output.** At inference a pixel whose logit is below 0 passes through bit-exactly, so on
+  lossless inputs nothing clean is blurred and a clean photo comes back almost unchanged. Training uses the
+  same hard mask in the forward pass with a straight-through gradient (the sigmoid's), so the network is
+  trained as it is used.
+* **What counts as corrupted** is learned from the degradation, not from pixel values: the detection target
+  is "differs from the clean image by more than `DETECT_TOLERANCE`", which after JPEG includes the ringing
+  halo around each impulse and after resizing the smeared impulse, and excludes clean pixels that happen to
+  be 0 or 1.
+* **Colour jointly.** Three channels in, three out, in one pass: an impulse in one channel is repaired from
+  the two intact channels of the same pixel, and a colour photo costs one network pass instead of three.
+  Per-pixel and per-channel impulses are the same task to it. Grayscale images run through the same network
+  with the gray channel repeated three times (done by the runner), which is exactly a per-pixel colour case.
+* The backbone is the default model's (U-Net with additive skips, Ronneberger et al. 2015; FFDNet's pixel
+  unshuffle so no convolution runs at full resolution, Zhang et al. 2018), and the replacement value is
+  learned as a residual over a 3x3 mean (DnCNN's residual learning, Zhang et al. 2017).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from denoiser.models.base import DenoisingModel
+from denoiser.models.unet import ResBlock
+
+# A value that differs from the clean one by more than this is "corrupted" for the detection target: above
+# JPEG's error on clean pixels at usual qualities, below any impulse or halo worth repainting.
+DETECT_TOLERANCE = 12 / 255
+
+
+@dataclass
+class ImpulseConfig:
+    in_channels: int = 3  # colour in one pass; grayscale images are repeated to 3 channels by the runner
+    widths: tuple[int, ...] = (32, 64, 128)  # features at 1/2, 1/4 and 1/8 of the input resolution
+    blocks: tuple[int, ...] = (1, 1, 2)  # residual blocks per level; the lowest level is the bottleneck
+
+    def __post_init__(self) -> None:
+        self.widths, self.blocks = tuple(self.widths), tuple(self.blocks)  # JSON gives lists back
+        if len(self.widths) != len(self.blocks) or not self.widths:
+            raise ValueError("widths and blocks need one entry per level")
+
+    @property
+    def multiple(self) -> int:
+        """Inputs are padded to a multiple of this: the unshuffle (2) times each downsampling (2)."""
+        return 2 ** len(self.widths)
+
+
+def _stage(width: int, n_blocks: int) -> nn.Sequential:
+    return nn.Sequential(*(ResBlock(width) for _ in range(n_blocks)))
+
+
+class ImpulseUNet(DenoisingModel):
+    architecture = "impulse"
+
+    def __init__(self, config: ImpulseConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or ImpulseConfig()
+        c, w = config.in_channels, config.widths
+        self.head = nn.Conv2d(2 * c * 4, w[0], 3, padding=1)  # (pixels, 3x3 mean) x 2x2 unshuffle
+        self.down_blocks = nn.ModuleList(_stage(w[i], config.blocks[i]) for i in range(len(w)))
+        self.downs = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(len(w) - 1))
+        self.up_blocks = nn.ModuleList(_stage(w[i], config.blocks[i]) for i in range(len(w) - 1))
+        self.tail = nn.Conv2d(w[0], 2 * c * 4, 3, padding=1)  # (logit, value residual) per channel x 2x2
+        nn.init.zeros_(self.tail.weight)  # start undecided (p = 0.5) with the 3x3 mean as the replacement
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Any (B, in_channels, H, W), or in eval mode also (B, 1, H, W): padded, run, cropped.
+
+        In eval mode returns the denoised images. In train mode returns (images, detection logits), the
+        images made with the hard mask and a straight-through gradient, so training sees what inference does.
+        """
+        b, c, h, w = x.shape
+        if c == 1 and self.config.in_channels > 1 and not self.training:
+            # A gray image is a colour image whose channels agree; its three answers are averaged back.
+            return self(x.expand(b, self.config.in_channels, h, w)).mean(dim=1, keepdim=True)
+        if c != self.config.in_channels:
+            raise ValueError(f"this model takes {self.config.in_channels} channels, got {c}")
+        m = self.config.multiple
+        padded = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
+        logits, value = self.detect_and_fill(padded)
+        logits, value = logits[..., :h, :w], value[..., :h, :w]
+        if not self.training:
+            return torch.where(logits > 0, value, x)
+        soft = torch.sigmoid(logits)
+        mask = (logits > 0).to(x.dtype) + soft - soft.detach()  # hard forward, sigmoid gradient
+        return x + mask * (value - x), logits
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The exportable core: (N, in_channels, H, W), H and W multiples of `config.multiple`; eval output."""
+        logits, value = self.detect_and_fill(x)
+        return torch.where(logits > 0, value, x)
+
+    def detect_and_fill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per pixel and channel: the logit that the value is corrupted, and the value to put there instead."""
+        guess = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+        h = self.head(F.pixel_unshuffle(torch.cat([x, guess], dim=1), 2))  # (B, 2C, H, W) -> (B, 8C, H/2, W/2)
+        skips = []
+        for level, blocks in enumerate(self.down_blocks):
+            h = blocks(h)
+            if level < len(self.downs):
+                skips.append(h)
+                h = F.relu(self.downs[level](h))
+        for level in reversed(range(len(self.ups))):
+            h = self.up_blocks[level](F.relu(self.ups[level](h)) + skips[level])
+        out = F.pixel_shuffle(self.tail(h), 2)  # (B, 8C, H/2, W/2) -> (B, 2C, H, W)
+        logits, residual = out.chunk(2, dim=1)  # (B, 2C, H, W) -> two (B, C, H, W)
+        return logits, guess + residual
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels beyond this distance cannot change an output pixel (an upper bound)."""
+        radius = 1  # the 3x3 mean
+        scale = 2  # after the unshuffle
+        radius += scale  # head conv
+        for level, n_blocks in enumerate(self.config.blocks):
+            down_and_up = 2 if level < len(self.config.blocks) - 1 else 1
+            radius += scale * 2 * n_blocks * down_and_up
+            if level < len(self.config.blocks) - 1:
+                radius += scale * 2  # the 2x2 down conv and the 2x2 up conv
+                scale *= 2
+        return radius + 2 + 2  # tail conv, then the pixel shuffle
+
+
+def detection_target(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """What the detector should flag: values the degradation moved by more than DETECT_TOLERANCE (float 0/1)."""
+    return ((noisy - clean).abs() > DETECT_TOLERANCE).to(noisy.dtype)
