@@ -31,7 +31,8 @@ untimed warm-up call per method. The noise of each (scenario, image) pair is dra
 (CRC-32 of the seed, scenario and image), so every method sees the same pixels and the figures repeat.
 
 Results are printed as Markdown and written to `--out`/photos.md and photos.json, with the issue-9
-targets checked for the default model (and the previous one) in a table of their own.
+targets checked for the default model (and the previous one) in a table of their own. Pictures of a few
+cases (noisy | each method | clean, the central 192x192 pixels) go to `--out`/photos-crops/.
 """
 
 from __future__ import annotations
@@ -240,10 +241,32 @@ class _NoisyInput(Denoiser):
         return images
 
 
+# The cases whose pictures are kept (`--crops`): what the structure set and a JPEG-noisy photo look like.
+CROP_CASES = {(STRUCTURE, "per-pixel-0.3"), (VALIDATION, "jpeg75-0.3"), (VALIDATION, "per-channel-0.5"),
+              (SKIMAGE, "per-pixel-0.5")}
+CROP_SIDE = 192
+
+
+def crop_strip(noisy: np.ndarray, outputs: list[np.ndarray], clean: np.ndarray) -> np.ndarray:
+    """noisy | each output | clean, side by side: the central CROP_SIDE x CROP_SIDE pixels, RGB uint8."""
+    h, w = clean.shape[:2]
+    top, left = max(0, (h - CROP_SIDE) // 2), max(0, (w - CROP_SIDE) // 2)
+    tiles = []
+    for image in (noisy, *outputs, clean):
+        tile = image[top:top + CROP_SIDE, left:left + CROP_SIDE]
+        tiles.append(np.repeat(tile[..., None], 3, axis=-1) if tile.ndim == 2 else tile)  # (H, W) -> (H, W, 3)
+        tiles.append(np.full((tile.shape[0], 4, 3), 255, dtype=np.uint8))  # a white gap
+    return np.concatenate(tiles[:-1], axis=1)
+
+
 @torch.inference_mode()
 def run(images: list[TestImage], methods: dict[str, Denoiser], scenario_list: list[Scenario], *, seed: int = 0,
-        progress: bool = True) -> list[Record]:
-    """Every method on every image in every scenario; one progress bar over (image, scenario) pairs."""
+        progress: bool = True, crops: dict[str, np.ndarray] | None = None) -> list[Record]:
+    """Every method on every image in every scenario; one progress bar over (image, scenario) pairs.
+
+    `crops`, when given, receives a `crop_strip` (noisy | methods | clean) for the first image of each set
+    in each of CROP_CASES (every image of the structure set), keyed by a file name.
+    """
     if not images:
         raise ValueError("no images to benchmark")
     for method in methods.values():  # warm-up: session setup and first-call costs are not per-image time
@@ -264,6 +287,10 @@ def run(images: list[TestImage], methods: dict[str, Denoiser], scenario_list: li
                 if out.shape != noisy.shape or out.dtype != np.uint8:
                     raise RuntimeError(f"{label} returned {out.shape} {out.dtype} for {noisy.shape} uint8")
                 outputs.append(out)
+            first = image is next(i for i in images if i.set == image.set)
+            if crops is not None and (image.set, scenario.key) in CROP_CASES and (first or image.set == STRUCTURE):
+                name = "".join(c if c.isalnum() else "-" for c in f"{image.set}-{image.name}-{scenario.key}")
+                crops[f"{name.lower()}.png"] = crop_strip(noisy, outputs[1:], image.clean)
             for label, took, figures in zip(columns, seconds, score(outputs, image)):
                 records.append(Record(set=image.set, image=image.name, kind=image.kind, scenario=scenario.key,
                                       method=label, seconds=took, megapixels=megapixels, **figures))
@@ -562,6 +589,8 @@ def _parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="how the learned methods run (default auto: ONNX Runtime on the CPU when it can)")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"), help="folder for photos.md / .json")
+    parser.add_argument("--no-crops", action="store_true",
+                        help="do not write the pictures (noisy | methods | clean) to OUT/photos-crops/")
     args = parser.parse_args(argv)
     if args.structure_size is None:
         args.structure_size = QUICK_STRUCTURE_SIZE if args.quick else 256
@@ -602,7 +631,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks.pho
         if not images:
             raise SystemExit("error: no images to benchmark (see the notes above)")
         scenario_list = scenarios(quick=args.quick)
-        records = run(images, methods, scenario_list, seed=args.seed)
+        crops: dict[str, np.ndarray] | None = None if args.no_crops else {}
+        records = run(images, methods, scenario_list, seed=args.seed, crops=crops)
     summary = Summary(records)
     classic = tuple(METHODS[k].label for k in CLASSIC_METHODS)
     meta = {"command": " ".join([prog, *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
@@ -622,7 +652,14 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks.pho
     args.out.mkdir(parents=True, exist_ok=True)
     _write_atomic(args.out / "photos.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     _write_atomic(args.out / "photos.md", markdown)
+    if crops:
+        folder = args.out / "photos-crops"
+        folder.mkdir(exist_ok=True)
+        for name, strip in crops.items():
+            Image.fromarray(strip).save(folder / name)
     print(markdown)
+    if crops:
+        print(f"pictures (noisy | {' | '.join(methods)} | clean) written to {args.out / 'photos-crops'}/")
     return results
 
 

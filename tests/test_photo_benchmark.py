@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from test_photos import write_collection
 
 from denoiser import photo_benchmark as pb
@@ -145,6 +146,9 @@ def test_command_writes_tables_and_json(tmp_path: Path, tiny_checkpoint: Path) -
     assert methods == {"Noisy input", "Default model", "Previous default", "Adaptive median", "3×3 median"}
     markdown = (out / "photos.md").read_text()
     assert "## Validation photos (3 images)" in markdown and "## Structure set (10 images)" in markdown
+    pictures = sorted(p.name for p in (out / "photos-crops").iterdir())
+    assert len(pictures) == 10 + 2  # every structure image at per-pixel 0.3; the first photo at JPEG and per-channel
+    assert Image.open(out / "photos-crops" / pictures[0]).size == (6 * 32 + 5 * 4, 32)
 
 
 def test_missing_collection_and_checkpoint_are_notes(tmp_path: Path) -> None:
