@@ -28,6 +28,8 @@ from pathlib import Path
 
 from denoiser.architectures import ARCHITECTURES
 from denoiser.data import Preprocess
+from denoiser.degrade import Degradation
+from denoiser.photos import PHOTOS_ZIP
 from denoiser.noise import NoiseRecipe
 from denoiser.training import LOSSES, RESUME_MAY_CHANGE, TrainConfig, read_run_config, settings_that_differ, train
 
@@ -44,6 +46,20 @@ RECIPES = {
         val_noise=NoiseRecipe(rule="range", amount_min=0.5, amount_max=0.5),
         preprocess=Preprocess(random_channel_prob=0.5, flip=True, normalize_prob=0.2),
         val_preprocess=Preprocess(), card_title="Default denoiser: switching U-Net autoencoder",
+    ),
+    # Issue 9's model: the impulse U-Net, colour in one pass, with a learned detector, trained on CIFAR-10
+    # and photo crops with synthetic structure, per-pixel and per-channel noise, and the degradations of real
+    # files (near-extreme impulses, resizing, JPEG).
+    "impulse": TrainConfig(
+        recipe="impulse", architecture="impulse", out="runs/impulse", publish=str(ROOT / "checkpoints" / "impulse"),
+        epochs=30, batch_size=64, lr=2e-3, schedule="cosine", loss="psnr", shuffle="epoch", frozen_noise=False,
+        noise=NoiseRecipe(rule="range", amount_min=0.0, amount_max=0.95, salt_share_min=0.3, salt_share_max=0.7,
+                          focus_share=0.3, focus_min=0.4, focus_max=0.85, per_channel_share=0.5, clean_share=0.1),
+        val_noise=NoiseRecipe(rule="range", amount_min=0.5, amount_max=0.5),
+        preprocess=Preprocess(color=True, flip=True, normalize_prob=0.1, gray_prob=0.3),
+        val_preprocess=Preprocess(color=True), photos=str(PHOTOS_ZIP) if PHOTOS_ZIP.is_file() else None,
+        degradation=Degradation(), detect_weight=5.0,
+        card_title="Impulse U-Net: learned impulse detection, colour in one pass",
     ),
     "article": TrainConfig(
         recipe="article", architecture="article", out="runs/article", publish=str(ROOT / "checkpoints" / "article"),
@@ -81,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="range rule: this share of images takes its amount from [MIN, MAX] instead")
     p.add_argument("--frozen-noise", action=argparse.BooleanOptionalAction, help="draw training noise once (article)")
     p.add_argument("--color", action="store_true", help="train on RGB instead of grayscale")
+    p.add_argument("--photos", help="a zip or folder of training photos (bsd232/, t91/) mixed in as crops")
+    p.add_argument("--no-photos", action="store_true", help="train on CIFAR-10 alone")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
     p.add_argument("--train-limit", type=int, help="train on a seeded sample of N images across the classes")
@@ -102,6 +120,8 @@ def apply_flags(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
               "train_limit": args.train_limit, "val_limit": args.val_limit, "save_minutes": args.save_minutes,
               "save_every": args.save_every, "half": args.half}
     cfg = replace(base, **{k: v for k, v in simple.items() if v is not None})
+    if args.photos or args.no_photos:
+        cfg = replace(cfg, photos=None if args.no_photos else str(Path(args.photos).resolve()))
     model_config = dict(cfg.model_config)
     if args.widths:
         model_config["widths"] = args.widths

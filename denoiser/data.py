@@ -175,6 +175,8 @@ class Preprocess:
     random_channel_prob: float = 0.0  # grayscale only: share of images that use one random RGB channel
     # instead of the mean; colour images are denoised channel by channel, so this matches inference
     flip: bool = False  # random horizontal flips
+    gray_prob: float = 0.0  # colour only: share of images turned gray (the channel mean in all three channels),
+    # so a colour network also learns the grayscale images it is given as three equal channels
 
 
 def prepare_batch(images: torch.Tensor, recipe: Preprocess, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -189,6 +191,8 @@ def prepare_batch(images: torch.Tensor, recipe: Preprocess, *, generator: torch.
         channel = (draw(b) * 3).long().clamp_max(2)
         single = to_float(images)[torch.arange(b, device=images.device), channel].unsqueeze(1)  # (B, H, W) -> (B, 1, H, W)
         x = torch.where((draw(b) < recipe.random_channel_prob).view(-1, 1, 1, 1), single, x)
+    if recipe.color and recipe.gray_prob > 0:
+        x = torch.where((draw(b) < recipe.gray_prob).view(-1, 1, 1, 1), x.mean(dim=1, keepdim=True).expand_as(x), x)
     if recipe.flip:
         x = torch.where((draw(b) < 0.5).view(-1, 1, 1, 1), x.flip(-1), x)
     if recipe.normalize_prob > 0:

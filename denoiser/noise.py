@@ -136,6 +136,10 @@ class NoiseRecipe:
     salt_share_min: float = 0.5  # per-image salt share ~ U[min, max]; 0.5/0.5 is plain half-and-half
     salt_share_max: float = 0.5
     per_channel: bool = False  # colour only: independent impulses per channel
+    # Colour only: a share of images gets per-channel impulses and the rest per-pixel ones, so one model
+    # learns both (0 keeps `per_channel` for every image and the noise stream of recipes without it).
+    per_channel_share: float = 0.0
+    clean_share: float = 0.0  # share of images left without noise, so a model learns to leave clean ones alone
 
     def __post_init__(self) -> None:
         if self.rule not in ("range", "article"):
@@ -148,6 +152,9 @@ class NoiseRecipe:
             raise ValueError("focus_share must be in [0, 1]")
         if not 0.0 <= self.salt_share_min <= self.salt_share_max <= 1.0:
             raise ValueError("need 0 <= salt_share_min <= salt_share_max <= 1")
+        for name in ("per_channel_share", "clean_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
 
     def apply(self, clean: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.rule == "article":
@@ -157,6 +164,14 @@ class NoiseRecipe:
         if self.focus_share > 0:  # drawn only when asked for, so recipes without it keep their noise stream
             focus = _uniform_between(self.focus_min, self.focus_max, b, like=clean, generator=generator)
             amount = torch.where(_uniform((b,), like=clean, generator=generator) < self.focus_share, focus, amount)
+        if self.clean_share > 0:  # drawn only when asked for, like the focus range
+            amount = torch.where(_uniform((b,), like=clean, generator=generator) < self.clean_share, 0.0, amount)
         share = _uniform_between(self.salt_share_min, self.salt_share_max, b, like=clean, generator=generator)
-        return salt_and_pepper(clean, amount=amount, salt_share=share, per_channel=self.per_channel,
-                               generator=generator)
+        noisy = salt_and_pepper(clean, amount=amount, salt_share=share, per_channel=self.per_channel,
+                                generator=generator)
+        if self.per_channel_share > 0:
+            other = salt_and_pepper(clean, amount=amount, salt_share=share, per_channel=not self.per_channel,
+                                    generator=generator)
+            chosen = _uniform((b,), like=clean, generator=generator) < self.per_channel_share
+            noisy = torch.where(chosen.view(-1, 1, 1, 1) != self.per_channel, other, noisy)  # (B,) -> (B, 1, 1, 1)
+        return noisy

@@ -13,6 +13,12 @@ point is also written every `save_minutes` of wall time (and every `save_every` 
 killed run loses minutes at most. The run's settings are kept in `train_config.json`, so the run folder
 alone is enough to continue it (`read_run_config`), and a run stopped before its first resume point
 starts over with them.
+
+With `photos` set, a share of the steps (`photo_share`) trains on random crops of photos instead of
+CIFAR-10 images (`denoiser.crops`, the held-out validation photos excluded), and `degradation` applies what
+real noisy files go through after the noise (`denoiser.degrade`: near-extreme impulses, resizing, JPEG). A
+model that returns detection logits in train mode (`denoiser.models.impulse`) also learns its detector:
+binary cross-entropy against the pixels the degradation really changed, weighted by `detect_weight`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -33,11 +40,15 @@ from tqdm import tqdm
 from denoiser import reports
 from denoiser.architectures import build_model
 from denoiser.checkpoint import atomic_torch_save, copy_checkpoint, save_checkpoint
+from denoiser.crops import PhotoCrops
 from denoiser.data import ImageSet, Preprocess, load_split, one_per_class, prepare_batch
+from denoiser.degrade import Degradation
 from denoiser.interface import select_device
 from denoiser.metrics import psnr, ssim
 from denoiser.models import DenoisingModel
+from denoiser.models.impulse import detection_target
 from denoiser.noise import NoiseRecipe
+from denoiser.photos import load_photos, photo_names, training_names
 
 VAL_NOISE_SEED = 1234  # the same validation noise every epoch, so epochs compare
 VAL_SAMPLE_SEED = 0  # a --val-limit sample does not follow --seed, so runs with different seeds compare
@@ -76,11 +87,20 @@ class TrainConfig:
     save_minutes: float = 5.0  # wall time between mid-epoch resume points
     save_every: int | None = None  # also a resume point every N steps when set
     resume: bool = False  # continue from <out>/resume.pt; without it an existing run is never overwritten
+    photos: str | None = None  # a zip or folder of training photos (denoiser.photos); None: CIFAR-10 only
+    photo_share: float = 0.5  # share of steps that train on photo crops instead of CIFAR-10 images
+    photo_crop: int = 64  # side of the square photo crops
+    photo_batch: int = 16  # crops per photo step: 16 of 64x64 hold as many pixels as 64 CIFAR images
+    structure_share: float = 0.3  # share of photo crops with synthetic lines, borders, text... drawn in
+    degradation: Degradation = field(  # what happens after the noise; all off unless a recipe asks
+        default_factory=lambda: Degradation(near_extreme_share=0.0, resize_share=0.0, jpeg_share=0.0))
+    detect_weight: float = 1.0  # weight of the detection loss, for models that return detection logits
     card_title: str = "Salt-and-pepper denoiser"
     command: str = ""  # the command line, recorded in the model card
 
 
-NESTED = {"noise": NoiseRecipe, "val_noise": NoiseRecipe, "preprocess": Preprocess, "val_preprocess": Preprocess}
+NESTED = {"noise": NoiseRecipe, "val_noise": NoiseRecipe, "preprocess": Preprocess, "val_preprocess": Preprocess,
+          "degradation": Degradation}
 # A run folder is known by where it is, so "out" may differ from the saved one (a moved folder).
 RESUME_MAY_CHANGE = ("out", "epochs", "resume", "device", "publish", "publish_skipped", "command", "save_every",
                      "save_minutes", "half")
@@ -129,6 +149,10 @@ def check_config(cfg: TrainConfig) -> None:
             raise ValueError(f"{name} must be at least 1, got {value}")
     if not cfg.save_minutes > 0:
         raise ValueError(f"save_minutes must be above 0, got {cfg.save_minutes}")
+    if not 0.0 <= cfg.photo_share <= 1.0 or cfg.detect_weight < 0:
+        raise ValueError("photo_share must be in [0, 1] and detect_weight at least 0")
+    if cfg.photos is not None and (cfg.photo_crop < 8 or cfg.photo_batch < 1):
+        raise ValueError("photo_crop must be at least 8 and photo_batch at least 1")
 
 
 # ----------------------------------------------------------------------------- setup
@@ -314,6 +338,37 @@ def image_loss(output: torch.Tensor, target: torch.Tensor, *, kind: str) -> torc
     return 10 * torch.log10(per_image + PSNR_LOSS_FLOOR).mean()
 
 
+def training_loss(output: torch.Tensor | tuple[torch.Tensor, torch.Tensor], noisy: torch.Tensor,
+                  clean: torch.Tensor, *, cfg: TrainConfig) -> torch.Tensor:
+    """The image loss of the model's output, plus the detection loss when it also returns detection logits."""
+    if not isinstance(output, tuple):
+        return image_loss(output.float(), clean, kind=cfg.loss)
+    images, logits = output
+    detect = F.binary_cross_entropy_with_logits(logits.float(), detection_target(noisy, clean))
+    return image_loss(images.float(), clean, kind=cfg.loss) + cfg.detect_weight * detect
+
+
+def photo_crops(cfg: TrainConfig, rt: Runtime) -> PhotoCrops | None:
+    """The training photos' crop sampler, without the held-out validation photos; None without photos."""
+    if cfg.photos is None:
+        return None
+    names = training_names(photo_names(cfg.photos))
+    crops = PhotoCrops(list(load_photos(names, cfg.photos).values()), size=cfg.photo_crop,
+                       structure_share=cfg.structure_share)
+    log(rt, f"photos: {len(crops)} training photos from {cfg.photos}, {cfg.photo_batch} crops of "
+            f"{cfg.photo_crop}x{cfg.photo_crop} on {cfg.photo_share:.0%} of steps")
+    return crops
+
+
+def step_images(cfg: TrainConfig, rt: Runtime, *, idx: torch.Tensor, train_images: torch.Tensor,
+                crops: PhotoCrops | None, epoch: int, step: int) -> torch.Tensor:
+    """This step's uint8 batch: CIFAR-10 images, or photo crops on a seeded share of steps (resumable)."""
+    if crops is None:
+        return train_images[idx]
+    rng = np.random.default_rng([cfg.seed, epoch, step, rt.rank])  # the same choice after a resume
+    return crops.batch(cfg.photo_batch, rng=rng) if rng.random() < cfg.photo_share else train_images[idx]
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -396,8 +451,8 @@ class EpochLoss:
 
 
 def train_epoch(cfg: TrainConfig, rt: Runtime, *, net: torch.nn.Module, parts: Parts, progress: Progress,
-                train_images: torch.Tensor, frozen: torch.Tensor | None, timer: ResumeTimer,
-                resume_path: Path) -> tuple[float, int, float]:
+                train_images: torch.Tensor, crops: PhotoCrops | None, frozen: torch.Tensor | None,
+                timer: ResumeTimer, resume_path: Path) -> tuple[float, int, float]:
     """Train from progress.step to the end of progress.epoch; returns (mean loss, images seen, seconds)."""
     epoch, start_step = progress.epoch, progress.step
     batches = epoch_batches(len(train_images), cfg=cfg, epoch=epoch, rt=rt)
@@ -408,16 +463,17 @@ def train_epoch(cfg: TrainConfig, rt: Runtime, *, net: torch.nn.Module, parts: P
                       curve_every=max(1, len(batches) // CURVE_POINTS_PER_EPOCH))
     for step in bar:
         idx = batches[step]
-        clean = prepare_batch(train_images[idx].to(rt.device, non_blocking=True), cfg.preprocess,
-                              generator=parts.noise_gen)
+        images = step_images(cfg, rt, idx=idx, train_images=train_images, crops=crops, epoch=epoch, step=step)
+        clean = prepare_batch(images.to(rt.device, non_blocking=True), cfg.preprocess, generator=parts.noise_gen)
         noisy = frozen[idx].to(rt.device) if frozen is not None else cfg.noise.apply(clean, generator=parts.noise_gen)
+        noisy, clean = cfg.degradation.apply(noisy, clean, generator=parts.noise_gen)
         with torch.autocast(rt.device.type, dtype=rt.autocast_dtype, enabled=rt.autocast_dtype is not None):
-            loss = image_loss(net(noisy).float(), clean, kind=cfg.loss)
+            loss = training_loss(net(noisy), noisy, clean, cfg=cfg)
         parts.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         parts.optimizer.step()
         parts.scheduler.step()
-        meter.add(loss, len(idx), step=step)
+        meter.add(loss, len(images), step=step)
         progress.step = step + 1
         if progress.step < len(batches) and timer.due(progress.step):
             save_resume(rt, resume_path, parts=parts, progress=progress)
@@ -479,6 +535,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     shown = (val_clean[show], val_noisy[show], [val_set.classes[i] for i in val_set.labels[show].tolist()])
     frozen = make_frozen_noise(train_set, cfg) if cfg.frozen_noise else None
     train_images = train_set.images.pin_memory() if rt.device.type == "cuda" else train_set.images
+    crops = photo_crops(cfg, rt)
 
     steps_per_epoch = len(epoch_batches(len(train_set), cfg=cfg, epoch=0, rt=rt))
     parts = build_parts(cfg, rt, steps_per_epoch=steps_per_epoch)
@@ -498,8 +555,8 @@ def train(cfg: TrainConfig) -> dict[str, float]:
         partial = progress.step > 0
         t0 = time.perf_counter()
         train_loss, seen, train_seconds = train_epoch(cfg, rt, net=net, parts=parts, progress=progress,
-                                                      train_images=train_images, frozen=frozen, timer=timer,
-                                                      resume_path=resume_path)
+                                                      train_images=train_images, crops=crops, frozen=frozen,
+                                                      timer=timer, resume_path=resume_path)
         figures = evaluate(parts.model, val_clean, val_noisy, rt=rt, loss=cfg.loss, with_ssim=epoch + 1 == cfg.epochs)
         record = {"epoch": epoch + 1, "train_loss": train_loss, **figures, "images_per_s": seen / train_seconds,
                   "seconds": time.perf_counter() - t0, "train_images": len(train_set), "val_images": len(val_set),

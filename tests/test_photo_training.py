@@ -1,0 +1,82 @@
+"""Training on photos too: crops of real files, the real-world degradations, and the detector's own loss."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import train
+from conftest import smooth_image
+from denoiser.crops import PhotoCrops
+from denoiser.models.impulse import DETECT_TOLERANCE, detection_target
+from denoiser.photos import validation_names
+from denoiser.training import TrainConfig, step_images, training_loss
+
+TINY_IMPULSE = ["--arch", "impulse", "--widths", "8", "16", "--blocks", "1", "1"]
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bsd232/ and t91/ with small photo-like images, as in the shipped photos zip."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for folder, n in (("bsd232", 30), ("t91", 10)):
+        (root / folder).mkdir()
+        for i in range(n):
+            Image.fromarray(smooth_image(rng, size=72)).save(root / folder / f"{i:03d}.png")
+    return root
+
+
+def test_crops_have_the_size_asked_for_and_repeat_with_the_seed(photo_folder: Path) -> None:
+    photos = [np.asarray(Image.open(p)) for p in sorted(photo_folder.rglob("*.png"))]
+    crops = PhotoCrops(photos, size=32, structure_share=0.5)
+    a, b = crops.batch(6, rng=np.random.default_rng(1)), crops.batch(6, rng=np.random.default_rng(1))
+    assert a.shape == (6, 3, 32, 32) and a.dtype == torch.uint8 and torch.equal(a, b)
+    with pytest.raises(ValueError, match="smaller than"):
+        PhotoCrops(photos, size=80)
+
+
+def test_training_loss_adds_the_detection_loss_for_models_that_detect() -> None:
+    clean = torch.full((2, 3, 8, 8), 0.5)
+    noisy = clean.clone()
+    noisy[:, :, 0, 0] = 1.0
+    target = detection_target(noisy, clean)
+    assert target.sum() == 6 and DETECT_TOLERANCE < 0.1
+    cfg = TrainConfig(loss="mse", detect_weight=2.0)
+    confident = torch.where(target > 0, 20.0, -20.0)
+    plain = training_loss(clean, noisy, clean, cfg=cfg)
+    right = training_loss((clean, confident), noisy, clean, cfg=cfg)
+    wrong = training_loss((clean, -confident), noisy, clean, cfg=cfg)
+    assert plain == 0 and right < 1e-6 and wrong > 10
+
+
+def test_photo_steps_follow_the_share_and_survive_a_resume(photo_folder: Path) -> None:
+    photos = [np.asarray(Image.open(p)) for p in sorted(photo_folder.rglob("*.png"))]
+    crops = PhotoCrops(photos, size=32, structure_share=0.0)
+    cfg = TrainConfig(photo_share=0.5, photo_batch=3)
+    cifar = torch.zeros(10, 3, 32, 32, dtype=torch.uint8)
+    rt = type("Rt", (), {"rank": 0})()
+    kinds = [len(step_images(cfg, rt, idx=torch.arange(5), train_images=cifar, crops=crops, epoch=0, step=s))
+             for s in range(200)]
+    assert 0.35 < kinds.count(3) / 200 < 0.65
+    again = step_images(cfg, rt, idx=torch.arange(5), train_images=cifar, crops=crops, epoch=0, step=17)
+    assert len(again) == kinds[17]  # the same step draws the same kind of batch after a resume
+
+
+def test_impulse_recipe_trains_on_cifar_and_photos_and_never_on_held_out_photos(
+        image_folder: Path, photo_folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["--recipe", "impulse", "--data", str(image_folder), "--photos", str(photo_folder), "--out", str(out),
+            "--batch-size", "8", "--epochs", "2", "--no-publish", *TINY_IMPULSE]
+    assert train.main(args) == 0
+    log = capsys.readouterr().out
+    held_out = len(validation_names(sorted(p.relative_to(photo_folder).as_posix() for p in photo_folder.rglob("*.png"))))
+    assert f"photos: {40 - held_out} training photos" in log
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 2 and all(np.isfinite([h["train_loss"], h["val_loss"]]).all() for h in history)
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["architecture"] == "impulse" and saved["degradation"]["jpeg_share"] > 0
+    assert saved["photos"] == str(photo_folder.resolve())
