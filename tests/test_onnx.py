@@ -65,6 +65,19 @@ def test_onnx_matches_torch_on_a_tiny_unet(tiny_checkpoint: Path, shape: tuple) 
     assert (onnx.denoise_batch(x) - torch_.denoise_batch(x)).abs().max().item() <= TOLERANCE
 
 
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_architecture_exports_and_matches_torch(arch: str, tmp_path: Path) -> None:
+    """Whatever the default model becomes, its core exports through the same path."""
+    torch.manual_seed(0)
+    model = build_model(arch, ARCHITECTURES[arch].tiny)
+    for p in model.parameters():  # untrained layers may start at zero: make every one count
+        nn.init.normal_(p, std=0.1)
+    onnx, torch_ = both(save_checkpoint(model, tmp_path / arch))
+    for shape in [(1, 1, 37, 53), (2, 3, 40, 33)]:
+        x = noisy_images(shape)
+        assert (onnx.denoise_batch(x) - torch_.denoise_batch(x)).abs().max().item() <= TOLERANCE
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 70, 90), (1, 3, 70, 50)])
 def test_onnx_matches_torch_tiled_and_tiles_match_the_whole(tiny_checkpoint: Path, shape: tuple) -> None:
     onnx, torch_ = both(tiny_checkpoint, tile_size=32)
