@@ -40,7 +40,7 @@ class ModelDenoiser(Denoiser):
 
     The runner folds colour into the batch (for a grayscale network), pads to the model's multiple, tiles
     and crops; the model's `forward_padded` (`core_method`) does the rest. `core` is that method on
-    PyTorch, or an `denoiser.onnx_backend.OnnxCore` running its export, so both backends share this code.
+    PyTorch, or a `denoiser.onnx_backend.OnnxCore` running its export, so both backends share this code.
     """
 
     core_method = "forward_padded"  # what the ONNX export covers
