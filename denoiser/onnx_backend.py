@@ -9,7 +9,8 @@ Where the graph comes from, in order:
 
 1. `model.onnx` in the checkpoint folder, written by `denoiser.checkpoint.copy_checkpoint` when
    `train.py` publishes. It is used only if the hash in its metadata (`HASH_KEY`, the sha256 of the
-   checkpoint's architecture, config and weights, see `source_hash`) matches the folder's.
+   checkpoint's architecture, config and weights, see `source_hash`) matches the folder's, and if it
+   agrees with the model's PyTorch code on a small check input (the code may have changed since).
 2. `<cache>/denoiser/onnx/<hash>.onnx`, `<cache>` being `$XDG_CACHE_HOME` or `~/.cache`.
 3. A fresh export, checked against PyTorch on a second input shape, written to the cache (or kept in
    memory when the cache cannot be written). The checkpoint folder is never written at load time.
@@ -143,8 +144,9 @@ def _session(model: str | Path | bytes) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
-def _open_current(path: Path, digest: str) -> Any | None:
-    """A session on `path` when it holds the export of `digest`; None, with a log line, when stale or broken."""
+def _open_current(path: Path, digest: str, runner: Any) -> Any | None:
+    """A session on `path` when it holds the export of `digest` and still agrees with the model's code;
+    None, with a log line, when it is stale or broken."""
     try:
         session = _session(path)
     except Exception as err:  # onnxruntime raises its own types for unreadable or invalid files
@@ -153,6 +155,11 @@ def _open_current(path: Path, digest: str) -> Any | None:
     found = session.get_modelmeta().custom_metadata_map.get(HASH_KEY)
     if found != digest:
         log.warning("ignoring %s: it was exported from other weights or an older exporter (stale)", path)
+        return None
+    try:  # the hash covers weights and config, not code: a changed forward shows here, in milliseconds
+        _check_against_torch(runner, session, runner.export_inputs()[1])
+    except OnnxUnavailable as err:
+        log.warning("ignoring %s (stale: the model's code changed since the export): %s", path, err)
         return None
     return session
 
@@ -191,7 +198,7 @@ def onnx_core(runner: Any, folder: str | Path) -> OnnxCore:
     digest = source_hash(folder)
     cached = cache_dir() / f"{digest}.onnx"
     for path in (folder / ONNX_FILE, cached):
-        if path.is_file() and (session := _open_current(path, digest)) is not None:
+        if path.is_file() and (session := _open_current(path, digest, runner)) is not None:
             return OnnxCore(session, origin=str(path))
     data = export_bytes(runner, digest)
     written = _write_cache(data, cached)

@@ -14,6 +14,7 @@ from denoiser import onnx_backend
 from denoiser.architectures import ARCHITECTURES, build_model
 from denoiser.checkpoint import ONNX_FILE, copy_checkpoint, save_checkpoint
 from denoiser.methods import METHODS
+from denoiser.models import UNetDenoiser
 from denoiser.noise import salt_and_pepper
 
 TOLERANCE = 1e-4
@@ -160,6 +161,21 @@ def test_stale_model_onnx_is_detected_and_not_used(
     assert onnx.core.origin == str(cache / f"{onnx_backend.source_hash(published)}.onnx")
     assert (published / ONNX_FILE).read_bytes() == old_export  # left as it was
     x = noisy_images((1, 3, 20, 20))
+    assert (onnx.denoise_batch(x) - torch_.denoise_batch(x)).abs().max().item() <= TOLERANCE
+
+
+def test_model_onnx_from_older_model_code_is_detected(
+        tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Same weights and config, but the network's code changed since the export: the check input shows it."""
+    published = tmp_path / "published"
+    copy_checkpoint(tiny_checkpoint, published)
+    original = UNetDenoiser.forward_padded
+    monkeypatch.setattr(UNetDenoiser, "forward_padded", lambda self, x: original(self, x).clamp(0.25, 0.75))
+    with caplog.at_level(logging.WARNING):
+        onnx, torch_ = both(published)
+    assert "code changed" in caplog.text and onnx.core.origin != str(published / ONNX_FILE)
+    x = noisy_images((1, 1, 24, 24))
     assert (onnx.denoise_batch(x) - torch_.denoise_batch(x)).abs().max().item() <= TOLERANCE
 
 
