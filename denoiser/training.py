@@ -17,8 +17,9 @@ starts over with them.
 With `photos` set, a share of the steps (`photo_share`) trains on random crops of photos instead of
 CIFAR-10 images (`denoiser.crops`, the held-out validation photos excluded), and `degradation` applies what
 real noisy files go through after the noise (`denoiser.degrade`: near-extreme impulses, resizing, JPEG). A
-model that returns detection logits in train mode (`denoiser.models.impulse`) also learns its detector:
-binary cross-entropy against the pixels the degradation really changed, weighted by `detect_weight`.
+model that returns (replacement values, detection logits) in train mode (`denoiser.models.impulse`) is
+trained in two parts: the image loss of its values placed on the pixels the degradation really changed,
+and binary cross-entropy of its detector against those pixels, weighted by `detect_weight`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from denoiser.degrade import Degradation
 from denoiser.interface import select_device
 from denoiser.metrics import psnr, ssim
 from denoiser.models import DenoisingModel
-from denoiser.models.impulse import detection_target
+from denoiser.models.impulse import compose_with_mask, detection_target
 from denoiser.noise import NoiseRecipe
 from denoiser.photos import load_photos, photo_names, training_names
 
@@ -340,12 +341,14 @@ def image_loss(output: torch.Tensor, target: torch.Tensor, *, kind: str) -> torc
 
 def training_loss(output: torch.Tensor | tuple[torch.Tensor, torch.Tensor], noisy: torch.Tensor,
                   clean: torch.Tensor, *, cfg: TrainConfig) -> torch.Tensor:
-    """The image loss of the model's output, plus the detection loss when it also returns detection logits."""
+    """The image loss of the model's output; for a detecting model, (values, logits), the image loss of its
+    values on the truly corrupted pixels plus the detection loss."""
     if not isinstance(output, tuple):
         return image_loss(output.float(), clean, kind=cfg.loss)
-    images, logits = output
-    detect = F.binary_cross_entropy_with_logits(logits.float(), detection_target(noisy, clean))
-    return image_loss(images.float(), clean, kind=cfg.loss) + cfg.detect_weight * detect
+    values, logits = output
+    target = detection_target(noisy, clean)
+    detect = F.binary_cross_entropy_with_logits(logits.float(), target)
+    return image_loss(compose_with_mask(noisy, values.float(), target), clean, kind=cfg.loss) + cfg.detect_weight * detect
 
 
 def photo_crops(cfg: TrainConfig, rt: Runtime) -> PhotoCrops | None:

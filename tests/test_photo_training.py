@@ -48,9 +48,10 @@ def test_training_loss_adds_the_detection_loss_for_models_that_detect() -> None:
     cfg = TrainConfig(loss="mse", detect_weight=2.0)
     confident = torch.where(target > 0, 20.0, -20.0)
     plain = training_loss(clean, noisy, clean, cfg=cfg)
-    right = training_loss((clean, confident), noisy, clean, cfg=cfg)
-    wrong = training_loss((clean, -confident), noisy, clean, cfg=cfg)
-    assert plain == 0 and right < 1e-6 and wrong > 10
+    right = training_loss((clean, confident), noisy, clean, cfg=cfg)  # right values, right detection
+    wrong = training_loss((clean, -confident), noisy, clean, cfg=cfg)  # right values, detection inverted
+    bad_values = training_loss((torch.zeros_like(clean), confident), noisy, clean, cfg=cfg)
+    assert plain == 0 and right < 1e-6 and wrong > 10 and bad_values > 1e-3
 
 
 def test_photo_steps_follow_the_share_and_survive_a_resume(photo_folder: Path) -> None:

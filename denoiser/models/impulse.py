@@ -15,9 +15,12 @@ Why this design, piece by piece:
   at inference, and shown to users; a refined soft mask would blend every pixel a little and lose the
   switching property below.
 * **Switching output.** At inference a pixel whose logit is below 0 passes through bit-exactly, so on
-  lossless inputs nothing clean is blurred and a clean photo comes back almost unchanged. Training uses the
-  same hard mask in the forward pass with a straight-through gradient (the sigmoid's), so the network is
-  trained as it is used.
+  lossless inputs nothing clean is blurred and a clean photo comes back almost unchanged.
+* **Two-stage training in one network.** The detector learns from binary cross-entropy alone, and the
+  replacement values from the image loss of the output made with the *true* corruption mask (teacher
+  forcing, `compose_with_mask`). Each head gets a clean signal: trained end to end through a hard mask
+  (a straight-through estimator) the detector chased the errors of still-poor replacement values, and the
+  first epochs flagged most clean pixels as noise.
 * **What counts as corrupted** is learned from the degradation, not from pixel values: the detection target
   is "differs from the clean image by more than `DETECT_TOLERANCE`", which after JPEG includes the ringing
   halo around each impulse and after resizing the smeared impulse, and excludes clean pixels that happen to
@@ -87,8 +90,8 @@ class ImpulseUNet(DenoisingModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Any (B, in_channels, H, W), or in eval mode also (B, 1, H, W): padded, run, cropped.
 
-        In eval mode returns the denoised images. In train mode returns (images, detection logits), the
-        images made with the hard mask and a straight-through gradient, so training sees what inference does.
+        In eval mode returns the denoised images. In train mode returns (replacement values, detection
+        logits) for every pixel; training composes the output with the true mask (`compose_with_mask`).
         """
         b, c, h, w = x.shape
         if c == 1 and self.config.in_channels > 1 and not self.training:
@@ -102,9 +105,7 @@ class ImpulseUNet(DenoisingModel):
         logits, value = logits[..., :h, :w], value[..., :h, :w]
         if not self.training:
             return torch.where(logits > 0, value, x)
-        soft = torch.sigmoid(logits)
-        mask = (logits > 0).to(x.dtype) + soft - soft.detach()  # hard forward, sigmoid gradient
-        return x + mask * (value - x), logits
+        return value, logits
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """The exportable core: (N, in_channels, H, W), H and W multiples of `config.multiple`; eval output."""
@@ -140,6 +141,11 @@ class ImpulseUNet(DenoisingModel):
                 radius += scale * 2  # the 2x2 down conv and the 2x2 up conv
                 scale *= 2
         return radius + 2 + 2  # tail conv, then the pixel shuffle
+
+
+def compose_with_mask(noisy: torch.Tensor, value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The switching output for a given 0/1 mask: `value` where the mask is set, the input elsewhere."""
+    return noisy + mask * (value - noisy)
 
 
 def detection_target(noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
