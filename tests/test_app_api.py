@@ -177,6 +177,7 @@ def test_add_noise_refuses_bad_uploads_too(client, tmp_path, name):
     ({"intensity": -0.1}, "between 0 and 0.9"),
     ({"seed": -1}, "whole number"),
     ({"seed": 2.5}, "whole number"),
+    ({"seed": 10**400}, "whole number"),
 ])
 def test_bad_settings_get_a_clear_error(client, options, message):
     call = {"path": str(gallery_image()), **options}
