@@ -58,7 +58,7 @@ RECIPES = {
         val_noise=NoiseRecipe(rule="range", amount_min=0.5, amount_max=0.5),
         preprocess=Preprocess(color=True, flip=True, normalize_prob=0.1, gray_prob=0.3),
         val_preprocess=Preprocess(color=True), photos=str(PHOTOS_ZIP) if PHOTOS_ZIP.is_file() else None,
-        degradation=Degradation(), detect_weight=5.0,
+        degradation=Degradation(), detect_weight=20.0,
         card_title="Impulse U-Net: learned impulse detection, colour in one pass",
     ),
     "article": TrainConfig(

@@ -45,6 +45,11 @@ from torch import nn
 from denoiser.models.base import DenoisingModel
 from denoiser.models.unet import ResBlock
 
+# The input also carries each value's closeness to an extreme, 1 at 0 or 1 and 0 from this far inside: an
+# impulse is decided pixel by pixel, while the trunk works at half resolution, so the detector is handed the
+# per-pixel evidence directly. It covers impulses moved off the extremes by JPEG or by the sensor (15/255).
+EXTREME_BAND = 24 / 255
+
 # A value that differs from the clean one by more than this is "corrupted" for the detection target: above
 # JPEG's error on clean pixels at usual qualities, below any impulse or halo worth repainting.
 DETECT_TOLERANCE = 12 / 255
@@ -78,7 +83,7 @@ class ImpulseUNet(DenoisingModel):
         super().__init__()
         self.config = config = config or ImpulseConfig()
         c, w = config.in_channels, config.widths
-        self.head = nn.Conv2d(2 * c * 4, w[0], 3, padding=1)  # (pixels, 3x3 mean) x 2x2 unshuffle
+        self.head = nn.Conv2d(3 * c * 4, w[0], 3, padding=1)  # (pixels, 3x3 mean, extremeness) x 2x2 unshuffle
         self.down_blocks = nn.ModuleList(_stage(w[i], config.blocks[i]) for i in range(len(w)))
         self.downs = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
         self.ups = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(len(w) - 1))
@@ -115,7 +120,9 @@ class ImpulseUNet(DenoisingModel):
     def detect_and_fill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per pixel and channel: the logit that the value is corrupted, and the value to put there instead."""
         guess = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
-        h = self.head(F.pixel_unshuffle(torch.cat([x, guess], dim=1), 2))  # (B, 2C, H, W) -> (B, 8C, H/2, W/2)
+        extreme = (1 - torch.minimum(x, 1 - x) / EXTREME_BAND).clamp(0, 1)
+        feats = torch.cat([x, guess, extreme], dim=1)
+        h = self.head(F.pixel_unshuffle(feats, 2))  # (B, 3C, H, W) -> (B, 12C, H/2, W/2)
         skips = []
         for level, blocks in enumerate(self.down_blocks):
             h = blocks(h)
