@@ -62,7 +62,6 @@ except ImportError:
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from denoiser.imaging import array_to_tensor  # noqa: E402
