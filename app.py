@@ -64,7 +64,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from denoiser.imaging import array_to_tensor  # noqa: E402
+from denoiser.imaging import array_view  # noqa: E402
 from denoiser.interface import Denoiser, select_device  # noqa: E402
 from denoiser.methods import METHODS  # noqa: E402
 from denoiser.metrics import MAX_PSNR_DB, psnr_ssim_in_bands  # noqa: E402
@@ -289,8 +289,7 @@ def run_method(key: str, pixels: np.ndarray, progress: Callable[[int, int], None
 def quality(clean: np.ndarray, other: np.ndarray) -> tuple[float, float | None]:
     """PSNR (dB) and SSIM of `other` against `clean`; SSIM is None below 11×11 pixels. Bands keep the
     memory of a 4-megapixel image to tens of MB."""
-    psnr_db, ssim_value = psnr_ssim_in_bands(array_to_tensor(other).unsqueeze(0),  # (C, H, W) -> (1, C, H, W)
-                                             array_to_tensor(clean).unsqueeze(0))
+    psnr_db, ssim_value = psnr_ssim_in_bands(array_view(other), array_view(clean))
     return float(psnr_db[0]), (float(ssim_value[0]) if min(clean.shape[:2]) >= SSIM_MIN_SIDE else None)
 
 
@@ -300,12 +299,15 @@ def impulse_like_share(pixels: np.ndarray) -> float:
     return float(np.count_nonzero((flat <= NEAR_EXTREME) | (flat >= 1 - NEAR_EXTREME)) / flat.size)
 
 
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    """Float in [0, 1] -> uint8, rounded, with one float temporary."""
-    scaled = np.multiply(values, np.float32(255), dtype=np.float32)
-    scaled += 0.5
-    np.clip(scaled, 0, 255, out=scaled)
-    return scaled.astype(np.uint8)
+def _to_uint8(values: np.ndarray, *, rows: int = 256) -> np.ndarray:
+    """Float in [0, 1] -> uint8, rounded; worked in bands of rows, so the float temporary stays small."""
+    out = np.empty(values.shape, dtype=np.uint8)
+    for top in range(0, values.shape[0], rows):
+        scaled = np.multiply(values[top:top + rows], np.float32(255), dtype=np.float32)
+        scaled += 0.5
+        np.clip(scaled, 0, 255, out=scaled)
+        out[top:top + rows] = scaled
+    return out
 
 
 def to_pil(pixels: np.ndarray, alpha: np.ndarray | None) -> Image.Image:

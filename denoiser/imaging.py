@@ -59,3 +59,15 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 def from_uint8(images: torch.Tensor) -> torch.Tensor:
     """uint8 tensor, any shape -> float32 in [0, 1]."""
     return images.float() / 255.0
+
+
+def array_view(image: np.ndarray) -> torch.Tensor:
+    """(H, W) or (H, W, 3) float32 array in [0, 1] -> a (1, C, H, W) tensor sharing its memory, no copy.
+
+    For read-only consumers of big images (metrics): strided, not contiguous, and writes would reach the array.
+    """
+    if image.dtype != np.float32 or image.ndim not in (2, 3):
+        raise ValueError(f"expected a float32 (H, W) or (H, W, 3) array, got {image.dtype} {image.shape}")
+    t = torch.from_numpy(image)
+    t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)  # (H, W) -> (1, H, W); (H, W, 3) -> (3, H, W)
+    return t.unsqueeze(0)  # (C, H, W) -> (1, C, H, W)

@@ -100,3 +100,6 @@ def test_banded_psnr_and_ssim_equal_the_whole_image_figures(shape: tuple[int, ..
     assert torch.allclose(p, psnr(pred, target), atol=1e-4)
     assert torch.allclose(s, ssim(pred, target), atol=1e-5)
     assert psnr_ssim_in_bands(target, target)[0].tolist() == [MAX_PSNR_DB] * shape[0]
+    # (H, W, C) memory viewed as (B, C, H, W), as the app passes numpy images: the same figures
+    strided = [x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) for x in (pred, target)]
+    assert all(torch.equal(a, b) for a, b in zip(psnr_ssim_in_bands(*strided, band_rows=band_rows), (p, s)))
