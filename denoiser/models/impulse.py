@@ -31,7 +31,10 @@ Why this design, piece by piece:
   with the gray channel repeated three times (done by the runner), which is exactly a per-pixel colour case.
 * The backbone is the default model's (U-Net with additive skips, Ronneberger et al. 2015; FFDNet's pixel
   unshuffle so no convolution runs at full resolution, Zhang et al. 2018), and the replacement value is
-  learned as a residual over a 3x3 mean (DnCNN's residual learning, Zhang et al. 2017).
+  learned as a residual (DnCNN's residual learning, Zhang et al. 2017) over the mean of the 5x5
+  neighbours weighted by how far each is from an extreme: the default model's masked-mean first guess, made
+  soft so that it needs no hand-set mask. With a plain 3x3 mean instead, which impulses pull towards 0 and
+  1, the values trained ten times slower (19.5 dB at amount 0.5 after two epochs, even given the true mask).
 """
 
 from __future__ import annotations
@@ -43,12 +46,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from denoiser.models.base import DenoisingModel
-from denoiser.models.unet import ResBlock
+from denoiser.models.unet import ResBlock, masked_mean
 
 # The input also carries each value's closeness to an extreme, 1 at 0 or 1 and 0 from this far inside: an
 # impulse is decided pixel by pixel, while the trunk works at half resolution, so the detector is handed the
 # per-pixel evidence directly. It covers impulses moved off the extremes by JPEG or by the sensor (15/255).
 EXTREME_BAND = 24 / 255
+
+GUESS_WINDOW = 5  # the first guess averages this window's values, weighted by their distance from an extreme
 
 # A value that differs from the clean one by more than this is "corrupted" for the detection target: above
 # JPEG's error on clean pixels at usual qualities, below any impulse or halo worth repainting.
@@ -83,7 +88,7 @@ class ImpulseUNet(DenoisingModel):
         super().__init__()
         self.config = config = config or ImpulseConfig()
         c, w = config.in_channels, config.widths
-        self.head = nn.Conv2d(3 * c * 4, w[0], 3, padding=1)  # (pixels, 3x3 mean, extremeness) x 2x2 unshuffle
+        self.head = nn.Conv2d(3 * c * 4, w[0], 3, padding=1)  # (pixels, first guess, extremeness) x 2x2 unshuffle
         self.down_blocks = nn.ModuleList(_stage(w[i], config.blocks[i]) for i in range(len(w)))
         self.downs = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
         self.ups = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(len(w) - 1))
@@ -119,8 +124,8 @@ class ImpulseUNet(DenoisingModel):
 
     def detect_and_fill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per pixel and channel: the logit that the value is corrupted, and the value to put there instead."""
-        guess = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
         extreme = (1 - torch.minimum(x, 1 - x) / EXTREME_BAND).clamp(0, 1)
+        guess = masked_mean(x, 1 - extreme, window=GUESS_WINDOW)
         feats = torch.cat([x, guess, extreme], dim=1)
         h = self.head(F.pixel_unshuffle(feats, 2))  # (B, 3C, H, W) -> (B, 12C, H/2, W/2)
         skips = []
@@ -138,7 +143,7 @@ class ImpulseUNet(DenoisingModel):
     @property
     def receptive_radius(self) -> int:
         """Pixels beyond this distance cannot change an output pixel (an upper bound)."""
-        radius = 1  # the 3x3 mean
+        radius = GUESS_WINDOW // 2  # the first guess
         scale = 2  # after the unshuffle
         radius += scale  # head conv
         for level, n_blocks in enumerate(self.config.blocks):
