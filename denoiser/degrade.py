@@ -10,7 +10,10 @@ applies them, each to a share of a batch, vectorized where torch allows:
 2. resizing: a bilinear, antialiased down- and up-scale of both the noisy and the clean image, so the
    target is the clean image as it would look after the same resize;
 3. JPEG: the noisy uint8 image saved and read back by Pillow at a random quality (torchvision's
-   `encode_jpeg` would do the same on batches, but is deprecated since torchvision 0.29).
+   `encode_jpeg` would do the same on batches, but is deprecated since torchvision 0.29), and the clean
+   image too, at the same quality. The target is then the file as it would be without the impulses: a
+   denoiser is to remove the impulses and the ringing they caused, not the compression of the whole file,
+   so the pixels far from any impulse stay what they are and may pass through unchanged.
 
 Every step takes and returns float images in [0, 1], (B, C, H, W), and draws from the given generator.
 """
@@ -110,4 +113,5 @@ class Degradation:
                 qualities = (self.jpeg_min + (_draw(len(chosen), generator=generator, device=device) * span)
                              .long().clamp_max(span - 1)).tolist()
                 noisy[chosen] = jpeg_round_trip(noisy[chosen], qualities=qualities)
+                clean[chosen] = jpeg_round_trip(clean[chosen], qualities=qualities)
         return noisy, clean
