@@ -18,8 +18,9 @@ With `photos` set, a share of the steps (`photo_share`) trains on random crops o
 CIFAR-10 images (`denoiser.crops`, the held-out validation photos excluded), and `degradation` applies what
 real noisy files go through after the noise (`denoiser.degrade`: near-extreme impulses, resizing, JPEG). A
 model that returns (replacement values, detection logits) in train mode (`denoiser.models.impulse`) is
-trained in two parts: the image loss of its values placed on the pixels the degradation really changed,
-and binary cross-entropy of its detector against those pixels, weighted by `detect_weight`.
+trained in two parts: the image loss of its values placed on the pixels the degradation really changed
+(and on those its detector flags), and binary cross-entropy of its detector against the changed pixels,
+weighted by `detect_weight`.
 """
 
 from __future__ import annotations
@@ -348,7 +349,10 @@ def training_loss(output: torch.Tensor | tuple[torch.Tensor, torch.Tensor], nois
     values, logits = output
     target = detection_target(noisy, clean)
     detect = F.binary_cross_entropy_with_logits(logits.float(), target)
-    return image_loss(compose_with_mask(noisy, values.float(), target), clean, kind=cfg.loss) + cfg.detect_weight * detect
+    # Values are trained wherever they will be used: on the corrupted pixels, and on the pixels the detector
+    # flags by mistake, so a false alarm repaints a clean pixel with about its own value.
+    used = torch.maximum(target, (logits.detach() > 0).to(target.dtype))
+    return image_loss(compose_with_mask(noisy, values.float(), used), clean, kind=cfg.loss) + cfg.detect_weight * detect
 
 
 def photo_crops(cfg: TrainConfig, rt: Runtime) -> PhotoCrops | None:

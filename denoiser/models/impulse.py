@@ -18,7 +18,8 @@ Why this design, piece by piece:
   lossless inputs nothing clean is blurred and a clean photo comes back almost unchanged.
 * **Two-stage training in one network.** The detector learns from binary cross-entropy alone, and the
   replacement values from the image loss of the output made with the *true* corruption mask (teacher
-  forcing, `compose_with_mask`). Each head gets a clean signal: trained end to end through a hard mask
+  forcing, `compose_with_mask`; the values also on the pixels the detector flags, so that a false alarm
+  repaints a clean pixel with about its own value). Each head gets a clean signal: trained end to end through a hard mask
   (a straight-through estimator) the detector chased the errors of still-poor replacement values, and the
   first epochs flagged most clean pixels as noise.
 * **What counts as corrupted** is learned from the degradation, not from pixel values: the detection target
