@@ -199,6 +199,8 @@ def test_the_app_still_works_after_all_bad_inputs(client):
     assert pixels(denoised).shape == (32, 32, 3)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # a whole app process starts: over a minute on a loaded 2-core machine
 def test_python_app_py_binds_where_told_needs_no_network_and_cleans_up(tmp_path):
     import app
 

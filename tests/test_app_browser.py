@@ -22,8 +22,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 PHONE = {"width": 390, "height": 844}
 RUN_TIMEOUT_MS = 60_000  # the first model call on a busy 2-core machine can take several seconds
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="Debian chromium is not installed: apt-get install -y chromium")
+pytestmark = [pytest.mark.skipif(not CHROMIUM.exists(),
+                                 reason="Debian chromium is not installed: apt-get install -y chromium"),
+              pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
