@@ -271,7 +271,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)  # readers see the old file or the new one, never half of it
@@ -313,8 +313,8 @@ def main(argv: list[str] | None = None) -> dict:
                          for t in tables}}
     markdown = report_markdown(tables, meta, notes)
     args.out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(args.out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    _write_atomic(args.out / "results.md", markdown)
+    write_atomic(args.out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(args.out / "results.md", markdown)
     print(markdown)
     return results
 

@@ -41,7 +41,6 @@ import argparse
 import io
 import json
 import math
-import os
 import platform
 import shlex
 import subprocess
@@ -60,6 +59,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from denoiser import noise
+from denoiser.benchmark import write_atomic
 from denoiser.checkpoint import is_checkpoint
 from denoiser.imaging import array_to_tensor, tensor_to_array
 from denoiser.inference import BACKENDS, DEFAULT_CHECKPOINT
@@ -603,12 +603,6 @@ def _parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     return args
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)  # readers see the old file or the new one, never half of it
-
-
 def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks.photos") -> dict:
     args = _parse_args(argv, prog)
     started = time.perf_counter()
@@ -650,8 +644,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks.pho
                            for m in learned},
                "records": records_json(records)}
     args.out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(args.out / "photos.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    _write_atomic(args.out / "photos.md", markdown)
+    write_atomic(args.out / "photos.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(args.out / "photos.md", markdown)
     if crops:
         folder = args.out / "photos-crops"
         folder.mkdir(exist_ok=True)

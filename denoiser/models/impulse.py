@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from denoiser.models.base import DenoisingModel
-from denoiser.models.unet import ResBlock, masked_mean
+from denoiser.models.unet import ResBlock, masked_mean, trunk_radius
 
 # The input also carries each value's closeness to an extreme, 1 at 0 or 1 and 0 from this far inside: an
 # impulse is decided pixel by pixel, while the trunk works at half resolution, so the detector is handed the
@@ -143,17 +143,8 @@ class ImpulseUNet(DenoisingModel):
 
     @property
     def receptive_radius(self) -> int:
-        """Pixels beyond this distance cannot change an output pixel (an upper bound)."""
-        radius = GUESS_WINDOW // 2  # the first guess
-        scale = 2  # after the unshuffle
-        radius += scale  # head conv
-        for level, n_blocks in enumerate(self.config.blocks):
-            down_and_up = 2 if level < len(self.config.blocks) - 1 else 1
-            radius += scale * 2 * n_blocks * down_and_up
-            if level < len(self.config.blocks) - 1:
-                radius += scale * 2  # the 2x2 down conv and the 2x2 up conv
-                scale *= 2
-        return radius + 2 + 2  # tail conv, then the pixel shuffle
+        """Pixels beyond this distance cannot change an output pixel (an upper bound, measured in tests)."""
+        return GUESS_WINDOW // 2 + trunk_radius(self.config.blocks)
 
 
 def compose_with_mask(noisy: torch.Tensor, value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

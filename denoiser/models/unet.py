@@ -167,13 +167,18 @@ class UNetDenoiser(DenoisingModel):
     @property
     def receptive_radius(self) -> int:
         """Pixels beyond this distance cannot change an output pixel (an upper bound, measured in tests)."""
-        radius = self.config.fill_window // 2 + self.config.saturation_window // 2 + 2  # mask and first guess
-        scale = 2  # after the unshuffle
-        radius += scale  # head conv
-        for level, n_blocks in enumerate(self.config.blocks):
-            down_and_up = 2 if level < len(self.config.blocks) - 1 else 1
-            radius += scale * 2 * n_blocks * down_and_up
-            if level < len(self.config.blocks) - 1:
-                radius += scale * 2  # the 2x2 down conv and the 2x2 up conv
-                scale *= 2
-        return radius + 2 + 2  # tail conv, then the pixel shuffle
+        inputs = self.config.fill_window // 2 + self.config.saturation_window // 2 + 2  # mask and first guess
+        return inputs + trunk_radius(self.config.blocks)
+
+
+def trunk_radius(blocks: tuple[int, ...]) -> int:
+    """How far the unshuffled U-Net trunk (head conv, residual blocks, 2x2 down/up convs, tail, shuffle) reaches."""
+    scale = 2  # after the unshuffle
+    radius = scale  # head conv
+    for level, n_blocks in enumerate(blocks):
+        down_and_up = 2 if level < len(blocks) - 1 else 1
+        radius += scale * 2 * n_blocks * down_and_up
+        if level < len(blocks) - 1:
+            radius += scale * 2  # the 2x2 down conv and the 2x2 up conv
+            scale *= 2
+    return radius + 2 + 2  # tail conv, then the pixel shuffle
