@@ -95,7 +95,9 @@ MAX_SEED = 2**32 - 1
 NEAR_EXTREME = 15 / 255  # within this of 0 or 1 a value may be a (compressed) impulse
 FEW_IMPULSES = 0.01  # below this share of such values, an "already noisy" image barely has impulse noise
 APP_METHODS = ("default", "article", "median3", "adaptive_median")
-ON_ZERO_GPU = "spaces" in sys.modules
+# Where `spaces` really lends GPUs (it reads this variable itself), the decorated call runs in another
+# process, so a progress callback cannot cross into it; an installed `spaces` elsewhere changes nothing.
+ON_ZERO_GPU = "spaces" in sys.modules and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -182,7 +182,9 @@ def setup_runtime(requested: str | None) -> Runtime:
     if use_cuda:
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
-    if world > 1 and not dist.is_initialized():
+    # Under torchrun (which sets TORCHELASTIC_RUN_ID) even one process joins a group, so a one-GPU torchrun
+    # exercises nccl and DDP exactly as many GPUs would.
+    if (world > 1 or "TORCHELASTIC_RUN_ID" in os.environ) and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
     return Runtime(device, rank, world, torch.bfloat16 if bf16 else None)
@@ -546,7 +548,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
 
     steps_per_epoch = len(epoch_batches(len(train_set), cfg=cfg, epoch=0, rt=rt))
     parts = build_parts(cfg, rt, steps_per_epoch=steps_per_epoch)
-    net: torch.nn.Module = DistributedDataParallel(parts.model) if rt.world > 1 else parts.model
+    net: torch.nn.Module = DistributedDataParallel(parts.model) if dist.is_initialized() else parts.model
     progress = Progress()
     if resuming:
         progress = load_resume(rt, resume_path, parts=parts)
@@ -581,7 +583,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     final = progress.history[-1] if progress.history else {}
     if rt.main and final:
         finish(cfg, rt)
-    if rt.world > 1:
+    if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
     return final

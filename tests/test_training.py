@@ -268,3 +268,26 @@ def test_focus_flag_reaches_the_noise_recipe_and_bad_values_are_refused(image_fo
     assert train.main(["--focus", "0.5", "0.9", "0.4", *bounded]) == 2
     assert "focus_min <= focus_max" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_one_process_torchrun_joins_a_process_group(image_folder: Path, tmp_path: Path) -> None:
+    # One GPU under torchrun must run the real DDP path (nccl there, gloo here), not the plain one.
+    out = tmp_path / "one"
+    code = ("import torch.distributed as dist, train\n"
+            "from torch.nn.parallel import DistributedDataParallel as DDP\n"
+            "wrapped = []\n"
+            "orig = DDP.__init__\n"
+            "def spy(self, *a, **k):\n"
+            "    wrapped.append(dist.get_backend())\n"
+            "    orig(self, *a, **k)\n"
+            "DDP.__init__ = spy\n"
+            f"assert train.main({tiny_args(image_folder, out, '--epochs', '1', '--device', 'cpu', '--no-publish')!r}) == 0\n"
+            "print('DDP backends', wrapped)\n")
+    script = tmp_path / "one.py"
+    script.write_text(code)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+                             str(script)], cwd=ROOT, env={**run_env(), "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=300)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log
+    assert "DDP backends ['gloo']" in log and "1 process(es)" in log
