@@ -286,12 +286,9 @@ def gpu_name() -> str:
 
 
 def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    from denoiser.benchmark import device_name
+
+    return device_name(torch.device("cpu"))
 
 
 def _value(cell: Cell, unit: str) -> str:

@@ -231,9 +231,10 @@ def report_markdown(tables: list[Table], meta: dict, notes: list[str]) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
+    """The GPU's or the CPU's model name, for reports."""
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return torch.cuda.getdevice_name(device)
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     meta = {"data": str(args.data), "images": len(images_u8),
             "image_size": f"{images_u8.shape[-1]}×{images_u8.shape[-2]}", "device": str(device),
-            "device_name": _device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "device_name": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "batch_size": args.batch_size, "seed": args.seed,
             "backends": {d.name: d.backend for k in GRAY_METHODS for d in built.get(k, []) if METHODS[k].learned},
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from denoiser.models.base import DenoisingModel
-from denoiser.models.unet import ResBlock, masked_mean, trunk_radius
+from denoiser.models.unet import ResBlock, masked_mean, run_trunk, trunk_radius
 
 # The input also carries each value's closeness to an extreme, 1 at 0 or 1 and 0 from this far inside: an
 # impulse is decided pixel by pixel, while the trunk works at half resolution, so the detector is handed the
@@ -129,14 +129,7 @@ class ImpulseUNet(DenoisingModel):
         guess = masked_mean(x, 1 - extreme, window=GUESS_WINDOW)
         feats = torch.cat([x, guess, extreme], dim=1)
         h = self.head(F.pixel_unshuffle(feats, 2))  # (B, 3C, H, W) -> (B, 12C, H/2, W/2)
-        skips = []
-        for level, blocks in enumerate(self.down_blocks):
-            h = blocks(h)
-            if level < len(self.downs):
-                skips.append(h)
-                h = F.relu(self.downs[level](h))
-        for level in reversed(range(len(self.ups))):
-            h = self.up_blocks[level](F.relu(self.ups[level](h)) + skips[level])
+        h = run_trunk(self, h)
         out = F.pixel_shuffle(self.tail(h), 2)  # (B, 8C, H/2, W/2) -> (B, 2C, H, W)
         logits, residual = out.chunk(2, dim=1)  # (B, 2C, H, W) -> two (B, C, H, W)
         return logits, guess + residual

@@ -153,14 +153,7 @@ class UNetDenoiser(DenoisingModel):
         guess = masked_mean(x, keep, window=self.config.fill_window)
         feats = torch.cat([x * keep, noisy, guess], dim=1)
         h = self.head(F.pixel_unshuffle(feats, 2))  # (B, 3C, H, W) -> (B, 12C, H/2, W/2) -> (B, w0, ...)
-        skips = []
-        for level, blocks in enumerate(self.down_blocks):
-            h = blocks(h)
-            if level < len(self.downs):
-                skips.append(h)
-                h = F.relu(self.downs[level](h))
-        for level in reversed(range(len(self.ups))):
-            h = self.up_blocks[level](F.relu(self.ups[level](h)) + skips[level])
+        h = run_trunk(self, h)
         residual = F.pixel_shuffle(self.tail(h), 2)  # (B, 4C, H/2, W/2) -> (B, C, H, W)
         return keep * x + noisy * (guess + residual)
 
@@ -169,6 +162,19 @@ class UNetDenoiser(DenoisingModel):
         """Pixels beyond this distance cannot change an output pixel (an upper bound, measured in tests)."""
         inputs = self.config.fill_window // 2 + self.config.saturation_window // 2 + 2  # mask and first guess
         return inputs + trunk_radius(self.config.blocks)
+
+
+def run_trunk(model: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The U-Net between head and tail: `model.down_blocks`, `downs`, `ups`, `up_blocks`, skips added."""
+    skips = []
+    for level, blocks in enumerate(model.down_blocks):
+        h = blocks(h)
+        if level < len(model.downs):
+            skips.append(h)
+            h = F.relu(model.downs[level](h))
+    for level in reversed(range(len(model.ups))):
+        h = model.up_blocks[level](F.relu(model.ups[level](h)) + skips[level])
+    return h
 
 
 def trunk_radius(blocks: tuple[int, ...]) -> int:
