@@ -89,7 +89,8 @@ class ImpulseUNet(DenoisingModel):
         super().__init__()
         self.config = config = config or ImpulseConfig()
         c, w = config.in_channels, config.widths
-        self.head = nn.Conv2d(3 * c * 4, w[0], 3, padding=1)  # (pixels, first guess, extremeness) x 2x2 unshuffle
+        # (pixels, pixels weighted by trust, first guess, extremeness) x 2x2 unshuffle
+        self.head = nn.Conv2d(4 * c * 4, w[0], 3, padding=1)
         self.down_blocks = nn.ModuleList(_stage(w[i], config.blocks[i]) for i in range(len(w)))
         self.downs = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
         self.ups = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(len(w) - 1))
@@ -126,9 +127,10 @@ class ImpulseUNet(DenoisingModel):
     def detect_and_fill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per pixel and channel: the logit that the value is corrupted, and the value to put there instead."""
         extreme = (1 - torch.minimum(x, 1 - x) / EXTREME_BAND).clamp(0, 1)
-        guess = masked_mean(x, 1 - extreme, window=GUESS_WINDOW)
-        feats = torch.cat([x, guess, extreme], dim=1)
-        h = self.head(F.pixel_unshuffle(feats, 2))  # (B, 3C, H, W) -> (B, 12C, H/2, W/2)
+        trusted = 1 - extreme
+        guess = masked_mean(x, trusted, window=GUESS_WINDOW)
+        feats = torch.cat([x, x * trusted, guess, extreme], dim=1)
+        h = self.head(F.pixel_unshuffle(feats, 2))  # (B, 4C, H, W) -> (B, 16C, H/2, W/2)
         h = run_trunk(self, h)
         out = F.pixel_shuffle(self.tail(h), 2)  # (B, 8C, H/2, W/2) -> (B, 2C, H, W)
         logits, residual = out.chunk(2, dim=1)  # (B, 2C, H, W) -> two (B, C, H, W)
