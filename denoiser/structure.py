@@ -105,6 +105,21 @@ def _drawn(canvas: Image.Image) -> np.ndarray:
     return np.asarray(canvas, dtype=bool)
 
 
+def _stroke_each(image: ImageLike, *, rng: np.random.Generator, count: int, value: float | None,
+                 stroke: Callable[[ImageDraw.ImageDraw, int], None]) -> Drawn:
+    """`count` elements, each stroked by `stroke(draw, i)` on its own one-bit canvas, then painted in
+    `value` (or exact black or white) into a copy of the image; returns it with the union of their masks."""
+    work = _to_hwc(image)
+    mask = np.zeros(work.shape[:2], dtype=bool)
+    for i in range(count):
+        canvas, draw = _canvas(work)
+        stroke(draw, i)
+        element = _drawn(canvas)
+        _paint(work, element, _color(rng, value))
+        mask |= element
+    return _from_hwc(work, like=image), mask
+
+
 def _point(rng: np.random.Generator, h: int, w: int) -> tuple[int, int]:
     return int(rng.integers(0, w)), int(rng.integers(0, h))
 
@@ -116,11 +131,9 @@ def draw_lines(image: ImageLike, *, generator: Generator, count: int = 8, width:
                value: float | None = None) -> Drawn:
     """`count` straight lines `width` pixels wide from edge to edge: horizontal, vertical or slanted."""
     rng = numpy_rng(generator)
-    work = _to_hwc(image)
-    h, w = work.shape[:2]
-    mask = np.zeros((h, w), dtype=bool)
-    for _ in range(count):
-        canvas, draw = _canvas(work)
+    h, w = _to_hwc(image).shape[:2]
+
+    def stroke(draw: ImageDraw.ImageDraw, _: int) -> None:
         kind = rng.integers(0, 3)
         if kind == 0:
             y = int(rng.integers(0, h))
@@ -133,10 +146,8 @@ def draw_lines(image: ImageLike, *, generator: Generator, count: int = 8, width:
         else:  # slanted, from the top edge to the bottom one
             ends = [(int(rng.integers(0, w)), 0), (int(rng.integers(0, w)), h - 1)]
         draw.line(ends, fill=1, width=width)
-        line = _drawn(canvas)
-        _paint(work, line, _color(rng, value))
-        mask |= line
-    return _from_hwc(work, like=image), mask
+
+    return _stroke_each(image, rng=rng, count=count, value=value, stroke=stroke)
 
 
 def draw_border(image: ImageLike, *, generator: Generator, width: int = 1, sides: tuple[str, ...] | None = None,
@@ -173,11 +184,9 @@ def draw_text(image: ImageLike, *, generator: Generator, count: int = 4, sizes: 
     Line i sits in the i-th of `count` horizontal bands, so lines rarely overlap, as on a page or a sign.
     """
     rng = numpy_rng(generator)
-    work = _to_hwc(image)
-    h, w = work.shape[:2]
-    mask = np.zeros((h, w), dtype=bool)
-    for i in range(count):
-        canvas, draw = _canvas(work)
+    h, w = _to_hwc(image).shape[:2]
+
+    def stroke(draw: ImageDraw.ImageDraw, i: int) -> None:
         size = int(rng.integers(sizes[0], sizes[1] + 1))
         font = ImageFont.load_default(size=size)
         text = "".join(rng.choice(list(TEXT_ALPHABET), size=int(rng.integers(4, 24))))
@@ -186,20 +195,16 @@ def draw_text(image: ImageLike, *, generator: Generator, count: int = 4, sizes: 
         band_top = i * h // count
         y = band_top + int(rng.integers(0, max(1, h // count - (bottom - top)))) - top
         draw.text((x, y), text, fill=1, font=font)  # a mode "1" canvas rasterizes without anti-aliasing
-        glyphs = _drawn(canvas)
-        _paint(work, glyphs, _color(rng, value))
-        mask |= glyphs
-    return _from_hwc(work, like=image), mask
+
+    return _stroke_each(image, rng=rng, count=count, value=value, stroke=stroke)
 
 
 def draw_line_art(image: ImageLike, *, generator: Generator, count: int = 10, value: float | None = None) -> Drawn:
     """`count` one-pixel outlines: ellipses, rectangles, polygons, arcs and curves, as in a drawing or a chart."""
     rng = numpy_rng(generator)
-    work = _to_hwc(image)
-    h, w = work.shape[:2]
-    mask = np.zeros((h, w), dtype=bool)
-    for _ in range(count):
-        canvas, draw = _canvas(work)
+    h, w = _to_hwc(image).shape[:2]
+
+    def stroke(draw: ImageDraw.ImageDraw, _: int) -> None:
         (x0, y0), (x1, y1) = _point(rng, h, w), _point(rng, h, w)
         box = [min(x0, x1), min(y0, y1), max(x0, x1) + 2, max(y0, y1) + 2]
         kind = rng.integers(0, 5)
@@ -214,10 +219,8 @@ def draw_line_art(image: ImageLike, *, generator: Generator, count: int = 10, va
             draw.arc(box, start=start, end=start + float(rng.uniform(60, 300)), fill=1)
         else:
             draw.line(_curve(rng, h, w), fill=1, width=1)
-        outline = _drawn(canvas)
-        _paint(work, outline, _color(rng, value))
-        mask |= outline
-    return _from_hwc(work, like=image), mask
+
+    return _stroke_each(image, rng=rng, count=count, value=value, stroke=stroke)
 
 
 def _curve(rng: np.random.Generator, h: int, w: int) -> list[tuple[float, float]]:
