@@ -8,9 +8,16 @@ tifffile, or a deliberately broken one built byte by byte.
 from __future__ import annotations
 
 import io
+import signal
 import socket
 import struct
+import subprocess
+import sys
+import threading
+import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +31,30 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def app_process(*python_args: str, env: dict[str, str], ready: str,
+                timeout: float = 180) -> Iterator[tuple[subprocess.Popen, list[str]]]:
+    """`python <python_args>` in the repository (e.g. "app.py"), started and waited for until a line of its
+    output contains `ready`; yields the process and its output lines (still filling), and stops it with
+    SIGTERM at the end, as a process manager would."""
+    proc = subprocess.Popen([sys.executable, *python_args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not any(ready in line for line in lines):
+            assert proc.poll() is None, "".join(lines[-60:])
+            assert time.monotonic() < deadline, f"{' '.join(python_args)} did not start within {timeout:.0f} s"
+            time.sleep(0.2)
+        yield proc, lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

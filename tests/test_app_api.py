@@ -12,10 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -26,7 +22,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageOps
 
-from app_fixtures import REPO, app_url, bad_files, free_port, gallery_image, good_files, photo  # noqa: F401
+from app_fixtures import (REPO, app_process, app_url, bad_files, free_port, gallery_image, good_files,  # noqa: F401
+                          photo)
 from denoiser.uploads import NOT_AVAILABLE
 
 METHOD_KEYS = ["default", "article", "median3", "adaptive_median"]
@@ -214,18 +211,8 @@ def test_python_app_py_binds_where_told_needs_no_network_and_cleans_up(tmp_path)
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "PYTHONUNBUFFERED": "1",
            "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp_path)}
     env.pop("GRADIO_ANALYTICS_ENABLED", None)  # the app must set it itself
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 180
-        # launch() prints its share hint last, after its own start-up requests, which httpx logs
-        while not any("share=True" in line for line in lines):
-            assert proc.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "app.py did not finish starting within 180 s"
-            time.sleep(0.2)
+    # launch() prints its share hint last, after its own start-up requests, which httpx logs
+    with app_process("app.py", env=env, ready="share=True") as (proc, lines):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
             assert response.status == 200
         assert not leftover.exists(), "the folder of a killed instance is swept at start"
@@ -233,10 +220,6 @@ def test_python_app_py_binds_where_told_needs_no_network_and_cleans_up(tmp_path)
         Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
             handle_file(str(gallery_image())), "median3", 0.2, 0, False, api_name="/denoise")
         assert len([p for p in instance.rglob("*.png")]) > 100, "gallery copies, the upload and the results"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-        reader.join(timeout=10)
     output = "".join(lines)
     assert f"Running on local URL:  http://127.0.0.1:{port}" in output
     requests = [line for line in lines if "HTTP Request:" in line]

@@ -19,14 +19,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from app_fixtures import REPO, free_port, photo
+from app_fixtures import REPO, app_process, free_port, photo
 
 SPACES_VERSION = "0.51.3"
 GPU_SECONDS = 30  # app.py's spaces.GPU(duration=...), documented in README's "GPU" section
@@ -60,25 +58,11 @@ def test_the_app_serves_a_request_with_spaces_installed_and_no_gpu(spaces_dir: P
     port = free_port()
     env = app_env(spaces_dir, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), CUDA_VISIBLE_DEVICES="")
     # -X importtime lists every module the process imports, so the log shows `spaces` was really loaded.
-    proc = subprocess.Popen([sys.executable, "-X", "importtime", "app.py"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 180
-        while not any("Running on local URL" in line for line in lines):
-            assert proc.poll() is None, "".join(lines[-60:])
-            assert time.monotonic() < deadline, "app.py did not start within 180 s"
-            time.sleep(0.2)
+    with app_process("-X", "importtime", "app.py", env=env, ready="Running on local URL") as (_, lines):
         picture = tmp_path / "photo.png"
         Image.fromarray(photo(64, 48)).save(picture)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         *_, numbers, png = client.predict(handle_file(str(picture)), "default", 0.25, 0, False, api_name="/denoise")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        reader.join(timeout=10)
     imported = [line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")]
     assert "spaces" in imported and "spaces.zero.decorator" in imported, "app.py did not import spaces"
     assert numbers["method"] == "default" and numbers["device"] == "cpu"
