@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from denoiser.models.base import DenoisingModel
-from denoiser.models.unet import ResBlock, masked_mean, run_trunk, trunk_radius
+from denoiser.models.unet import masked_mean, run_trunk, trunk_layers, trunk_radius
 
 # The input also carries each value's closeness to an extreme, 1 at 0 or 1 and 0 from this far inside: an
 # impulse is decided pixel by pixel, while the trunk works at half resolution, so the detector is handed the
@@ -78,10 +78,6 @@ class ImpulseConfig:
         return 2 ** len(self.widths)
 
 
-def _stage(width: int, n_blocks: int) -> nn.Sequential:
-    return nn.Sequential(*(ResBlock(width) for _ in range(n_blocks)))
-
-
 class ImpulseUNet(DenoisingModel):
     architecture = "impulse"
 
@@ -91,12 +87,9 @@ class ImpulseUNet(DenoisingModel):
         c, w = config.in_channels, config.widths
         # (pixels, pixels weighted by trust, first guess, extremeness) x 2x2 unshuffle
         self.head = nn.Conv2d(4 * c * 4, w[0], 3, padding=1)
-        self.down_blocks = nn.ModuleList(_stage(w[i], config.blocks[i]) for i in range(len(w)))
-        self.downs = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(len(w) - 1))
-        self.up_blocks = nn.ModuleList(_stage(w[i], config.blocks[i]) for i in range(len(w) - 1))
+        self.down_blocks, self.downs, self.ups, self.up_blocks = trunk_layers(w, config.blocks)
         self.tail = nn.Conv2d(w[0], 2 * c * 4, 3, padding=1)  # (logit, value residual) per channel x 2x2
-        nn.init.zeros_(self.tail.weight)  # start undecided (p = 0.5) with the 3x3 mean as the replacement
+        nn.init.zeros_(self.tail.weight)  # start undecided (p = 0.5) with the first guess as the replacement
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

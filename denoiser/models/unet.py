@@ -104,10 +104,7 @@ class UNetDenoiser(DenoisingModel):
         self.config = config = config or UNetConfig()
         c, w = config.in_channels, config.widths
         self.head = nn.Conv2d(3 * c * 4, w[0], 3, padding=1)  # (pixels, mask, first guess) x 2x2 unshuffle
-        self.down_blocks = nn.ModuleList(_stage(w[i], config.blocks[i]) for i in range(len(w)))
-        self.downs = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 2, stride=2) for i in range(len(w) - 1))
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in range(len(w) - 1))
-        self.up_blocks = nn.ModuleList(_stage(w[i], config.blocks[i]) for i in range(len(w) - 1))
+        self.down_blocks, self.downs, self.ups, self.up_blocks = trunk_layers(w, config.blocks)
         self.tail = nn.Conv2d(w[0], c * 4, 3, padding=1)
         nn.init.zeros_(self.tail.weight)  # start as the masked-mean filter and learn the correction
         nn.init.zeros_(self.tail.bias)
@@ -162,6 +159,16 @@ class UNetDenoiser(DenoisingModel):
         """Pixels beyond this distance cannot change an output pixel (an upper bound, measured in tests)."""
         inputs = self.config.fill_window // 2 + self.config.saturation_window // 2 + 2  # mask and first guess
         return inputs + trunk_radius(self.config.blocks)
+
+
+def trunk_layers(widths: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[nn.ModuleList, ...]:
+    """The U-Net between head and tail: residual stages per level going down, 2x2 down convs, 2x2 up convs,
+    and stages going up (none below the bottleneck), as (down_blocks, downs, ups, up_blocks)."""
+    levels = range(len(widths))
+    return (nn.ModuleList(_stage(widths[i], blocks[i]) for i in levels),
+            nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 2, stride=2) for i in levels[:-1]),
+            nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in levels[:-1]),
+            nn.ModuleList(_stage(widths[i], blocks[i]) for i in levels[:-1]))
 
 
 def run_trunk(model: nn.Module, h: torch.Tensor) -> torch.Tensor:
