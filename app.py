@@ -11,6 +11,7 @@ File layout follows Gradio's demo style: settings, disk, methods, handlers, then
 Settings, all optional, from the environment:
     DENOISER_MODEL_REPO    Hugging Face Hub repo id (or checkpoint folder) of the default model;
                            unset: checkpoints/default
+    DENOISER_IMPULSE_REPO  the same for the Impulse U-Net; unset: checkpoints/impulse
     DENOISER_ARTICLE_REPO  the same for the article's autoencoder; unset: checkpoints/article
     DENOISER_BACKEND       auto | torch | onnx: how the learned models run (default auto)
     DENOISER_MAX_PIXELS    largest accepted image, in pixels (default 4,194,304 = 2048 x 2048)
@@ -94,7 +95,7 @@ DEFAULT_AMOUNT = 0.25  # the article's intensity 0.2 corrupts 25% of pixels
 MAX_SEED = 2**32 - 1
 NEAR_EXTREME = 15 / 255  # within this of 0 or 1 a value may be a (compressed) impulse
 FEW_IMPULSES = 0.01  # below this share of such values, an "already noisy" image barely has impulse noise
-APP_METHODS = ("default", "article", "median3", "adaptive_median")
+APP_METHODS = ("default", "impulse", "article", "median3", "adaptive_median")
 # Where `spaces` really lends GPUs (it reads this variable itself), the decorated call runs in another
 # process, so a progress callback cannot cross into it; an installed `spaces` elsewhere changes nothing.
 ON_ZERO_GPU = "spaces" in sys.modules and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
@@ -247,7 +248,8 @@ def release_memory() -> None:
 # Methods: built once at start from the package's table. A missing checkpoint disables that method only.
 
 def _model_source(key: str) -> str | None:
-    env_var = {"default": "DENOISER_MODEL_REPO", "article": "DENOISER_ARTICLE_REPO"}.get(key)
+    env_var = {"default": "DENOISER_MODEL_REPO", "impulse": "DENOISER_IMPULSE_REPO",
+               "article": "DENOISER_ARTICLE_REPO"}.get(key)
     return (os.environ.get(env_var, "").strip() or None) if env_var else None
 
 
@@ -507,7 +509,9 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
             loaded.notes.append(f"Few pixels look like salt-and-pepper noise: only {share:.1%} of the values are "
                                 "black or white (or nearly). The result stays close to the input. If the dots you "
                                 "see are grey or coloured, the image may have been compressed (JPEG) or resized "
-                                "after the noise was added, which smears the impulses these methods look for.")
+                                "after the noise was added, which smears the impulses these methods look for."
+                                + ("" if key == "impulse" else " The Impulse U-Net is trained for such files: "
+                                   "try it."))
     else:
         scores = (*noisy_scores.result(), *quality(loaded.pixels, denoised))
     if key == "article" and (loaded.pixels.ndim == 3 or loaded.pixels.shape != (32, 32)):

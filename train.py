@@ -58,8 +58,21 @@ RECIPES = {
         val_noise=NoiseRecipe(rule="range", amount_min=0.5, amount_max=0.5),
         preprocess=Preprocess(color=True, flip=True, normalize_prob=0.1, gray_prob=0.3),
         val_preprocess=Preprocess(color=True), photos=str(PHOTOS_ZIP) if PHOTOS_ZIP.is_file() else None,
-        degradation=Degradation(), detect_weight=20.0,
+        degradation=Degradation(), detect_weight=20.0, soft_mask_weight=1.0,
         card_title="Impulse U-Net: learned impulse detection, colour in one pass",
+    ),
+    # The impulse U-Net for grayscale images: the same design and data, one channel, so a gray image costs a
+    # third of a colour pass and its network need not share capacity with colour.
+    "impulse-gray": TrainConfig(
+        recipe="impulse-gray", architecture="impulse", model_config={"in_channels": 1}, out="runs/impulse-gray",
+        publish=str(ROOT / "checkpoints" / "impulse-gray"), epochs=30, batch_size=64, lr=2e-3, schedule="cosine",
+        loss="psnr", shuffle="epoch", frozen_noise=False,
+        noise=NoiseRecipe(rule="range", amount_min=0.0, amount_max=0.95, salt_share_min=0.3, salt_share_max=0.7,
+                          focus_share=0.3, focus_min=0.4, focus_max=0.85, clean_share=0.1),
+        val_noise=NoiseRecipe(rule="range", amount_min=0.5, amount_max=0.5),
+        preprocess=Preprocess(random_channel_prob=0.5, flip=True, normalize_prob=0.1), val_preprocess=Preprocess(),
+        photos=str(PHOTOS_ZIP) if PHOTOS_ZIP.is_file() else None, degradation=Degradation(), detect_weight=20.0,
+        soft_mask_weight=1.0, card_title="Impulse U-Net (grayscale): learned impulse detection",
     ),
     "article": TrainConfig(
         recipe="article", architecture="article", out="runs/article", publish=str(ROOT / "checkpoints" / "article"),
@@ -99,6 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--color", action="store_true", help="train on RGB instead of grayscale")
     p.add_argument("--photos", help="a zip or folder of training photos (bsd232/, t91/) mixed in as crops")
     p.add_argument("--no-photos", action="store_true", help="train on CIFAR-10 alone")
+    p.add_argument("--init-from", metavar="CHECKPOINT", help="start from the tensors of this checkpoint folder "
+                   "that match the model's names and shapes (fine-tuning)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
     p.add_argument("--train-limit", type=int, help="train on a seeded sample of N images across the classes")
@@ -118,7 +133,8 @@ def apply_flags(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
               "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule,
               "loss": args.loss, "frozen_noise": args.frozen_noise, "seed": args.seed, "device": args.device,
               "train_limit": args.train_limit, "val_limit": args.val_limit, "save_minutes": args.save_minutes,
-              "save_every": args.save_every, "half": args.half}
+              "save_every": args.save_every, "half": args.half,
+              "init_from": str(Path(args.init_from).resolve()) if args.init_from else None}
     cfg = replace(base, **{k: v for k, v in simple.items() if v is not None})
     if args.photos or args.no_photos:
         cfg = replace(cfg, photos=None if args.no_photos else str(Path(args.photos).resolve()))

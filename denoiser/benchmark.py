@@ -234,7 +234,7 @@ def report_markdown(tables: list[Table], meta: dict, notes: list[str]) -> str:
 def device_name(device: torch.device) -> str:
     """The GPU's or the CPU's model name, for reports."""
     if device.type == "cuda":
-        return torch.cuda.getdevice_name(device)
+        return torch.cuda.get_device_name(device)
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():

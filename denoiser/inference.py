@@ -26,6 +26,7 @@ _PACKAGE = Path(__file__).resolve().parent
 CHECKPOINTS = _PACKAGE / "checkpoints" if (_PACKAGE / "checkpoints").is_dir() else _PACKAGE.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "default"
 ARTICLE_CHECKPOINT = CHECKPOINTS / "article"
+IMPULSE_CHECKPOINT = CHECKPOINTS / "impulse"
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The one table of denoising methods that the app, the benchmark and the `denoise` command offer.
 
 Each `Method` has a stable key (what API callers and `--method` send), a label for tables and the UI, a
-one-line description, and `build`, which makes the `Denoiser`. The two learned methods load checkpoints
+one-line description, and `build`, which makes the `Denoiser`. The learned methods load checkpoints
 (the shipped folders by default, or any folder or Hugging Face Hub repo id); the filters need nothing.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from denoiser.filters import AdaptiveMedianDenoiser, MedianDenoiser
-from denoiser.inference import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT, load_denoiser
+from denoiser.inference import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT, IMPULSE_CHECKPOINT, load_denoiser
 from denoiser.interface import Denoiser, select_device
 
 Source = str | Path | None
@@ -44,6 +44,11 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("default", "Default model", "a U-Net trained here; it repaints only the pixels it judges to be "
            "impulses and leaves every other pixel as it is", True,
            lambda source, device, backend: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
+                                                        backend=backend)),
+    Method("impulse", "Impulse U-Net", "a colour U-Net that learns which pixels are impulses, so it also finds "
+           "noise that JPEG or resizing moved off pure black and white, and keeps genuine black and white "
+           "detail of clean photos; on lossless images with exact noise the default model is sharper", True,
+           lambda source, device, backend: load_denoiser(source or IMPULSE_CHECKPOINT, device=device,
                                                         backend=backend)),
     Method("article", "Article autoencoder", "the article's 6+6-layer autoencoder. It only knows 32×32 "
            "grayscale images: on anything else it runs on each colour channel separately, in 32×32 tiles", True,

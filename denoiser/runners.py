@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from denoiser.interface import Denoiser, Progress, check_batch
 from denoiser.models import ArticleAutoencoder, UNetDenoiser
+from denoiser.models.base import pad_to_multiple
 
 
 def _probe_images(shape: tuple[int, ...], *, seed: int) -> torch.Tensor:
@@ -75,7 +76,7 @@ class ModelDenoiser(Denoiser):
         x = self._fold(images.to(self.device))
         m = self.model.config.multiple
         # Pad once to the model's multiple, so tile edges fall on the same grid as the whole image's.
-        x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
+        x = pad_to_multiple(x, m, mode=self.model.pad_mode)
         if h * w <= self.tile_size**2:
             out = self.core(x)
             if progress:

@@ -26,7 +26,7 @@ from app_fixtures import (REPO, app_process, app_url, bad_files, free_port, gall
                           photo)
 from denoiser.uploads import NOT_AVAILABLE
 
-METHOD_KEYS = ["default", "article", "median3", "adaptive_median"]
+METHOD_KEYS = ["default", "impulse", "article", "median3", "adaptive_median"]
 
 
 @pytest.fixture(scope="module")

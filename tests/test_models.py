@@ -207,3 +207,14 @@ def test_unet_keeps_clipped_regions_and_repaints_impulses_inside_them() -> None:
     # (a plain 60% share in a border-clipped window let 154 of these ~14,700 impulses through).
     missed = (impulse_mask(random_noise) & ~m.impulses(random_noise)).sum().item()
     assert missed <= 30
+
+
+def test_pad_to_multiple_reflects_where_it_can_and_replicates_where_it_cannot() -> None:
+    from denoiser.models.base import pad_to_multiple
+
+    x = torch.arange(12.0).view(1, 1, 3, 4)  # (12,) -> (1, 1, 3, 4)
+    reflected = pad_to_multiple(x, 4, mode="reflect")
+    assert reflected.shape == (1, 1, 4, 4) and torch.equal(reflected[..., 3, :], x[..., 1, :])
+    tiny = torch.arange(2.0).view(1, 1, 1, 2)  # (2,) -> (1, 1, 1, 2): too small to reflect 7 rows
+    assert torch.equal(pad_to_multiple(tiny, 8, mode="reflect"), pad_to_multiple(tiny, 8))
+    assert pad_to_multiple(x, 1).shape == x.shape

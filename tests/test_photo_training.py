@@ -81,3 +81,39 @@ def test_impulse_recipe_trains_on_cifar_and_photos_and_never_on_held_out_photos(
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["architecture"] == "impulse" and saved["degradation"]["jpeg_share"] > 0
     assert saved["photos"] == str(photo_folder.resolve())
+
+
+def test_soft_mask_term_charges_the_detector_for_what_a_miss_costs() -> None:
+    clean = torch.full((1, 3, 8, 8), 0.5)
+    noisy = clean.clone()
+    noisy[:, :, 0, 0] = 1.0  # a big impulse
+    noisy[:, :, 4, 4] = 0.55  # a small change, below nothing the eye would miss
+    cfg = TrainConfig(loss="mse", detect_weight=0.0, soft_mask_weight=1.0)
+    logits = torch.full_like(clean, -20.0)
+    missed_big = logits.clone()
+    missed_big[:, :, 4, 4] = 20.0
+    missed_small = logits.clone()
+    missed_small[:, :, 0, 0] = 20.0
+    # Teacher forcing repaints both either way; only the soft-mask term tells the two misses apart.
+    assert training_loss((clean, missed_big), noisy, clean, cfg=cfg) > 10 * training_loss(
+        (clean, missed_small), noisy, clean, cfg=cfg)
+    without = TrainConfig(loss="mse", detect_weight=0.0)
+    assert training_loss((clean, missed_big), noisy, clean, cfg=without) == 0
+
+
+def test_init_from_copies_matching_tensors_and_says_which_were_not(
+        image_folder: Path, photo_folder: Path, tmp_path: Path, capsys) -> None:
+    from denoiser.checkpoint import load_model
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--data", str(image_folder), "--photos", str(photo_folder), "--batch-size", "8", "--no-publish"]
+    assert train.main(["--recipe", "impulse", *common, "--epochs", "1", "--out", str(first), *TINY_IMPULSE]) == 0
+    # A gray net of the same widths shares every tensor but the first and last convolutions' weights.
+    args = ["--recipe", "impulse-gray", *common, "--epochs", "1", "--lr", "1e-9", "--out", str(second),
+            "--init-from", str(first / "checkpoint"), *TINY_IMPULSE]
+    assert train.main(args) == 0
+    assert "kept their fresh values (head.weight, tail.bias, tail.weight)" in capsys.readouterr().out
+    a, b = load_model(first / "checkpoint").state_dict(), load_model(second / "checkpoint").state_dict()
+    assert torch.allclose(a["down_blocks.0.0.conv1.weight"], b["down_blocks.0.0.conv1.weight"], atol=1e-6)
+    assert train.main(["--recipe", "impulse", *common, "--epochs", "1", "--out", str(tmp_path / "third"),
+                       "--init-from", str(tmp_path)]) == 2  # not a checkpoint: a clear error, no run
