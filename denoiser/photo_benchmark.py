@@ -62,7 +62,7 @@ from denoiser import noise
 from denoiser.benchmark import write_atomic
 from denoiser.checkpoint import is_checkpoint
 from denoiser.imaging import array_to_tensor, tensor_to_array
-from denoiser.inference import BACKENDS, DEFAULT_CHECKPOINT
+from denoiser.inference import BACKENDS, DEFAULT_CHECKPOINT, IMPULSE_CHECKPOINT
 from denoiser.interface import Denoiser, select_device
 from denoiser.methods import METHODS
 from denoiser.metrics import MAX_PSNR_DB, psnr, psnr_ssim_in_bands
@@ -517,18 +517,20 @@ def checkpoint_from_git(rev: str, into: Path, *, folder: str = "checkpoints/defa
     return into
 
 
-def build_methods(*, model: Path, previous: Path | None, device: torch.device,
-                  backend: str) -> tuple[dict[str, Denoiser], list[str], list[str]]:
+def build_methods(*, model: Path, previous: Path | None, device: torch.device, backend: str,
+                  impulse: Path | None = None) -> tuple[dict[str, Denoiser], list[str], list[str]]:
     """(methods by column label, the learned columns' labels, notes on what was skipped)."""
     methods: dict[str, Denoiser] = {}
     learned, notes = [], []
-    for label, source in ((METHODS["default"].label, model), (PREVIOUS, previous)):
+    columns = ((METHODS["default"].label, "default", model), (PREVIOUS, "default", previous),
+               (METHODS["impulse"].label, "impulse", impulse))
+    for label, key, source in columns:
         if source is None:
             continue
         if not is_checkpoint(source):
             notes.append(f"{label} skipped: no checkpoint at {source}")
             continue
-        methods[label] = METHODS["default"].build(source=source, device=device, backend=backend)
+        methods[label] = METHODS[key].build(source=source, device=device, backend=backend)
         methods[label].name = label
         learned.append(label)
         notes.append(f"{label}: {source} ({methods[label].backend})")
@@ -571,6 +573,8 @@ def _parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_CHECKPOINT,
                         help="the default model's checkpoint folder (default: checkpoints/default)")
+    parser.add_argument("--impulse", type=Path, default=IMPULSE_CHECKPOINT,
+                        help="the Impulse U-Net's checkpoint folder (default: checkpoints/impulse)")
     previous = parser.add_mutually_exclusive_group()
     previous.add_argument("--previous", type=Path, default=None,
                           help="the previous default's checkpoint folder, e.g. one copied under benchmark-results/")
@@ -611,8 +615,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks.pho
             previous = args.previous
             if args.previous_rev:
                 previous = checkpoint_from_git(args.previous_rev, Path(tmp) / "checkpoint")
-            methods, learned, notes = build_methods(model=args.model, previous=previous, device=args.device,
-                                                    backend=args.backend)
+            methods, learned, notes = build_methods(model=args.model, previous=previous, impulse=args.impulse,
+                                                    device=args.device, backend=args.backend)
             images, image_notes = load_images(sets=args.sets, photos=args.photos, quick=args.quick,
                                               structure_size=args.structure_size, seed=args.seed)
         except ValueError as exc:  # an unreadable checkpoint, revision or photo collection: say which
