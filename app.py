@@ -512,6 +512,10 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
                                 "after the noise was added, which smears the impulses these methods look for."
                                 + ("" if key == "impulse" else " The Impulse U-Net is trained for such files: "
                                    "try it."))
+        elif key == "default" and loaded.format == "JPEG":
+            loaded.notes.append("This is a JPEG file: compression moves salt-and-pepper dots off pure black and "
+                                "white, and the default model repaints only pure black and white. The Impulse "
+                                "U-Net learned to find the moved dots: try it.")
     else:
         scores = (*noisy_scores.result(), *quality(loaded.pixels, denoised))
     if key == "article" and (loaded.pixels.ndim == 3 or loaded.pixels.shape != (32, 32)):

@@ -45,6 +45,7 @@ class LoadedImage:
     alpha: np.ndarray | None  # float32 (H, W) in [0, 1], or None when the image is fully opaque
     name: str  # the original file name's stem, used to name results
     notes: list[str] = field(default_factory=list)  # what the reader did that a user should know
+    format: str = ""  # the file's format as Pillow names it ("JPEG", "PNG", ...); "" when unknown
 
 
 def _inside(path: str, roots: Sequence[str]) -> bool:
@@ -113,8 +114,11 @@ def open_image(path: Path, *, max_pixels: int) -> tuple[Image.Image, int]:
                               f"{MIN_SIDE}×{MIN_SIDE} pixels.")
         try:
             image.load()
-            # phone photos store their rotation in EXIF; exif_transpose returns a copy that outlives the file
-            return ImageOps.exif_transpose(image), getattr(image, "n_frames", 1)
+            # phone photos store their rotation in EXIF; exif_transpose returns a copy that outlives the file,
+            # and that copy is told the file's format, which decode_image reports (a JPEG hint in the demo)
+            upright = ImageOps.exif_transpose(image)
+            upright.format = image.format
+            return upright, getattr(image, "n_frames", 1)
         except Exception as err:  # noqa: BLE001 - truncated or corrupt data surfaces as OSError, SyntaxError...
             raise UploadError(f"The image could not be decoded: the file is truncated or damaged ({err}).") from None
 
@@ -147,6 +151,7 @@ def _float_pixels(image: Image.Image, notes: list[str]) -> np.ndarray:
 def decode_image(image: Image.Image, *, name: str, frames: int = 1) -> LoadedImage:
     """Split a decoded Pillow image into colour/gray pixels and alpha; colour stays colour."""
     notes: list[str] = []
+    file_format = image.format or ""  # converted copies below no longer know it
     if frames > 1:
         notes.append("Only the first frame of this multi-frame image is used.")
     mode = image.mode
@@ -164,7 +169,7 @@ def decode_image(image: Image.Image, *, name: str, frames: int = 1) -> LoadedIma
             alpha = np.divide(band, np.float32(255), dtype=np.float32)
             notes.append("Transparency was kept: the noise and the denoising touch only the colours.")
         image = image.convert("L" if image.mode == "LA" else "RGB")
-    return LoadedImage(pixels=_float_pixels(image, notes), alpha=alpha, name=name, notes=notes)
+    return LoadedImage(pixels=_float_pixels(image, notes), alpha=alpha, name=name, notes=notes, format=file_format)
 
 
 def read_upload(path: str | os.PathLike, *, roots: Sequence[str | os.PathLike], max_pixels: int,

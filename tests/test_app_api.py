@@ -387,6 +387,22 @@ def test_already_noisy_says_so_when_few_pixels_look_like_impulses(client, tmp_pa
     assert "Few pixels" not in denoise(client, noisy, already_noisy=True)[3]
 
 
+def test_a_noisy_jpeg_with_the_default_model_points_to_the_impulse_unet(client, tmp_path):
+    noisy = pixels(client.predict(handle_file(str(_saved_photo(tmp_path))), 0.2, 0, api_name="/add_noise"))
+    Image.fromarray(noisy).save(tmp_path / "noisy.jpg", quality=90)
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    hint = "This is a JPEG file"
+    assert hint in denoise(client, str(tmp_path / "noisy.jpg"), method="default", already_noisy=True)[3]
+    assert hint not in denoise(client, str(tmp_path / "noisy.jpg"), method="impulse", already_noisy=True)[3]
+    assert hint not in denoise(client, str(tmp_path / "noisy.png"), method="default", already_noisy=True)[3]
+
+
+def _saved_photo(folder: Path) -> Path:
+    path = folder / "clean.png"
+    Image.fromarray(photo(120, 90)).save(path)
+    return path
+
+
 def test_a_tiled_image_reports_progress_per_tile(client, tmp_path):
     path = tmp_path / "big.png"
     Image.fromarray(photo(600, 530)[..., 0]).save(path)  # grayscale above 512x512: 4 tiles of the model

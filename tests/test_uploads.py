@@ -114,6 +114,14 @@ def test_colour_alpha_and_name(tmp_path):
     assert loaded.alpha is not None and loaded.alpha[0, 0] == 0.0 and loaded.alpha[0, -1] == 1.0
     assert loaded.name == "été" and any("Transparency" in note for note in loaded.notes)
     assert read_upload(tmp_path / "été.png", roots=[tmp_path], max_pixels=MAX_PIXELS, name="given").name == "given"
+    assert loaded.format == "PNG"
+
+
+def test_the_file_format_is_known_after_conversion(tmp_path):
+    Image.fromarray(photo(16, 16)).convert("P").save(tmp_path / "palette.gif")  # decoded through a conversion
+    Image.fromarray(photo(16, 16)).save(tmp_path / "photo.jpg", quality=90)
+    assert read_upload(tmp_path / "palette.gif", roots=[tmp_path], max_pixels=MAX_PIXELS).format == "GIF"
+    assert read_upload(tmp_path / "photo.jpg", roots=[tmp_path], max_pixels=MAX_PIXELS).format == "JPEG"
 
 
 def test_an_opaque_alpha_channel_is_dropped(tmp_path):
