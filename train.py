@@ -1,9 +1,13 @@
 """Train a salt-and-pepper denoiser: `python train.py` refreshes checkpoints/default.
 
-Two recipes set every default; any flag overrides them:
-  default  the switching U-Net, blind to the noise amount (0 to 0.95), grayscale and per-channel colour
-  article  the Paperspace article exactly: its autoencoder, 15 epochs, batch 64, Adam 1e-3, MSE, the
-           article's noise rule at 0.2 drawn once, min-max normalized grayscale images, one fixed order
+Recipes set every default; any flag overrides them:
+  default       the switching U-Net, blind to the noise amount (0 to 0.95), grayscale and per-channel colour
+  impulse       the impulse U-Net (learned detector, colour in one pass) on CIFAR-10 and photos; published to
+                checkpoints/impulse-detector, and paired with checkpoints/default as the filler in
+                checkpoints/impulse (the demo's Impulse U-Net)
+  impulse-gray  the same network for one channel (an experiment; it ships nowhere)
+  article       the Paperspace article exactly: its autoencoder, 15 epochs, batch 64, Adam 1e-3, MSE, the
+                article's noise rule at 0.2 drawn once, min-max normalized grayscale images, one fixed order
 
 Examples:
   python train.py --data ../shared/data/cifar10-images.zip
@@ -23,14 +27,18 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from denoiser.architectures import ARCHITECTURES
+from denoiser.checkpoint import copy_checkpoint, load_model, save_checkpoint
 from denoiser.data import Preprocess
 from denoiser.degrade import Degradation
-from denoiser.photos import PHOTOS_ZIP
+from denoiser.models import DetectFill
 from denoiser.noise import NoiseRecipe
+from denoiser.photos import PHOTOS_ZIP
+from denoiser.reports import pair_card
 from denoiser.training import LOSSES, RESUME_MAY_CHANGE, TrainConfig, read_run_config, settings_that_differ, train
 
 ROOT = Path(__file__).resolve().parent
@@ -51,7 +59,8 @@ RECIPES = {
     # and photo crops with synthetic structure, per-pixel and per-channel noise, and the degradations of real
     # files (near-extreme impulses, resizing, JPEG).
     "impulse": TrainConfig(
-        recipe="impulse", architecture="impulse", out="runs/impulse", publish=str(ROOT / "checkpoints" / "impulse"),
+        recipe="impulse", architecture="impulse", out="runs/impulse",
+        publish=str(ROOT / "checkpoints" / "impulse-detector"),
         epochs=30, batch_size=64, lr=2e-3, schedule="cosine", loss="psnr", shuffle="epoch", frozen_noise=False,
         noise=NoiseRecipe(rule="range", amount_min=0.0, amount_max=0.95, salt_share_min=0.3, salt_share_max=0.7,
                           focus_share=0.3, focus_min=0.4, focus_max=0.85, per_channel_share=0.5, clean_share=0.1),
@@ -82,6 +91,20 @@ RECIPES = {
         card_title="The article's denoising autoencoder (Paperspace, reproduced)",
     ),
 }
+
+
+# Recipes that train the detector of a detect-then-fill pair (`denoiser.models.detect_fill`): once such a run
+# publishes, the pair of its network and this filler is published too, to the folder where the app loads it.
+PAIRS = {"impulse": (ROOT / "checkpoints" / "default", ROOT / "checkpoints" / "impulse")}
+
+
+def publish_pair(detector: Path, *, filler: Path, out: Path) -> None:
+    """Assemble the pair from two published checkpoints and publish it (fp16 weights, model.onnx beside)."""
+    pair = DetectFill.assemble(load_model(detector), load_model(filler))
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(pair, tmp, card=pair_card(pair, detector=detector, filler=filler), half=True)
+        copy_checkpoint(tmp, out)
+    print(f"published the detect-then-fill pair ({detector.name} + {filler.name}) -> {out}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -231,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
             check_repo_id(args.push_to_hub)
         cfg = config_from_args(args, argv)
         train(cfg)
+        # Only a run published where its recipe publishes refreshes the pair; `--publish DIR` leaves it alone.
+        if cfg.recipe in PAIRS and cfg.publish == RECIPES[cfg.recipe].publish and int(os.environ.get("RANK", "0")) == 0:
+            filler, out = PAIRS[cfg.recipe]
+            publish_pair(Path(cfg.publish), filler=filler, out=out)
     except ValueError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from denoiser.interface import Denoiser
-from denoiser.models import (ArticleAutoencoder, ArticleConfig, DenoisingModel, ImpulseConfig, ImpulseUNet, UNetConfig,
-                             UNetDenoiser)
+from denoiser.models import (ArticleAutoencoder, ArticleConfig, DenoisingModel, DetectFill, DetectFillConfig,
+                             ImpulseConfig, ImpulseUNet, UNetConfig, UNetDenoiser)
 from denoiser.runners import ArticleDenoiser, ModelDenoiser
 
 
@@ -29,6 +29,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "article": Architecture(ArticleAutoencoder, ArticleConfig, ArticleDenoiser, tiny={"channels": 4, "latent_dim": 16}),
     "unet": Architecture(UNetDenoiser, UNetConfig, ModelDenoiser, tiny={"widths": [8, 16], "blocks": [1, 1]}),
     "impulse": Architecture(ImpulseUNet, ImpulseConfig, ModelDenoiser, tiny={"widths": [8, 16], "blocks": [1, 1]}),
+    "detect_fill": Architecture(DetectFill, DetectFillConfig, ModelDenoiser,
+                                tiny={"detector": {"widths": [8, 16], "blocks": [1, 1]},
+                                      "filler": {"widths": [8, 16], "blocks": [1, 1]}}),
 }
 
 

@@ -4,10 +4,10 @@
                                  [--backend auto|torch|onnx ...]
 
 Methods: the noisy input itself, 3x3 and 5x5 medians, the Hwang-Haddad adaptive median (max window 7),
-the article's autoencoder checkpoint and the default model; a checkpoint that is not there is skipped
-with a note. Grayscale noise settings: the article's rule at intensity 0.2 on article-normalized images
+the article's autoencoder checkpoint, the default model and the Impulse U-Net (its learned detector with
+the default model's U-Net); a checkpoint that is not there is skipped with a note. Grayscale noise settings: the article's rule at intensity 0.2 on article-normalized images
 (as the Paperspace article evaluates), and plain salt-and-pepper at amounts 0.1-0.9, half salt, on
-channel-mean grayscale. A colour table runs the default model and the per-channel filters on the RGB
+channel-mean grayscale. A colour table runs the two learned models and the per-channel filters on the RGB
 images with per-pixel salt-and-pepper at the same amounts.
 
 Each setting's noisy images are drawn once, from their own seeded torch.Generator, so every method sees
@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from denoiser import data, noise
 from denoiser.checkpoint import is_checkpoint
-from denoiser.inference import ARTICLE_CHECKPOINT, BACKENDS, DEFAULT_CHECKPOINT
+from denoiser.inference import ARTICLE_CHECKPOINT, BACKENDS, DEFAULT_CHECKPOINT, IMPULSE_CHECKPOINT
 from denoiser.interface import Denoiser, Progress, select_device
 from denoiser.methods import METHODS
 from denoiser.metrics import psnr, ssim
@@ -48,10 +48,10 @@ ARTICLE_INTENSITY = 0.2
 NOISY_INPUT = "Noisy input"
 ARTICLE_METHOD = METHODS["article"].label
 MODEL_METHOD = METHODS["default"].label
-GRAY_METHODS = ("median3", "median5", "adaptive_median", "article", "default")
+GRAY_METHODS = ("median3", "median5", "adaptive_median", "article", "default", "impulse")
 # The article's model knows only 32x32 grayscale, so the colour table is the default model against the
 # per-channel filters.
-COLOR_METHODS = ("median3", "adaptive_median", "default")
+COLOR_METHODS = ("median3", "adaptive_median", "default", "impulse")
 
 
 class NoisyInput(Denoiser):
@@ -255,6 +255,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="base seed of the noise draws")
     parser.add_argument("--article", type=Path, default=ARTICLE_CHECKPOINT, help="article checkpoint folder")
     parser.add_argument("--model", type=Path, default=DEFAULT_CHECKPOINT, help="default model checkpoint folder")
+    parser.add_argument("--impulse", type=Path, default=IMPULSE_CHECKPOINT, help="Impulse U-Net checkpoint folder")
     parser.add_argument("--no-color", action="store_true", help="skip the colour table")
     parser.add_argument("--backend", nargs="+", choices=BACKENDS, default=["auto"],
                         help="how the learned methods run (default auto: ONNX Runtime on the CPU when it can); "
@@ -284,8 +285,8 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     try:
         images_u8 = subset(data.load_split(args.data, split="test").images, limit=args.limit, seed=args.seed)
-        built, notes = build_methods(sources={"article": args.article, "default": args.model}, device=device,
-                                     backends=args.backend)
+        sources = {"article": args.article, "default": args.model, "impulse": args.impulse}
+        built, notes = build_methods(sources=sources, device=device, backends=args.backend)
     except ValueError as exc:  # unreadable data or checkpoint: say which, without a traceback
         raise SystemExit(f"error: {exc}") from exc
     for note in notes:

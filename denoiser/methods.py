@@ -45,9 +45,9 @@ METHODS: dict[str, Method] = {m.key: m for m in (
            "impulses and leaves every other pixel as it is", True,
            lambda source, device, backend: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
                                                         backend=backend)),
-    Method("impulse", "Impulse U-Net", "a colour U-Net that learns which pixels are impulses, so it also finds "
-           "noise that JPEG or resizing moved off pure black and white, and keeps genuine black and white "
-           "detail of clean photos; on lossless images with exact noise the default model is sharper", True,
+    Method("impulse", "Impulse U-Net", "a colour U-Net that learned which values are impulses, also those that "
+           "JPEG or resizing moved off pure black and white, and keeps genuine black and white detail; the "
+           "default model's U-Net repaints what it finds", True,
            lambda source, device, backend: load_denoiser(source or IMPULSE_CHECKPOINT, device=device,
                                                         backend=backend)),
     Method("article", "Article autoencoder", "the article's 6+6-layer autoencoder. It only knows 32×32 "

@@ -169,3 +169,20 @@ def model_card(cfg: TrainConfig, *, model: DenoisingModel, history: list[dict], 
         "",
     ])
     return ModelCard(f"---\n{card_metadata(cfg, model).to_yaml()}\n---\n\n{body}")
+
+
+def pair_card(model: DenoisingModel, *, detector: Path, filler: Path) -> ModelCard:
+    """The card of a detect-then-fill pair (`denoiser.models.detect_fill`): its two trained parts and its cuts."""
+    data = ModelCardData(library_name="denoiser", license="mit", datasets=["cifar10"], metrics=["psnr", "ssim"],
+                         tags=["image-denoising", "salt-and-pepper", model.architecture])
+    config = model.config
+    body = "\n".join([
+        "# Impulse U-Net: a learned impulse detector, and the default model's U-Net to repaint what it finds", "",
+        f"Architecture `{model.architecture}`, {model.parameter_count():,} parameters, assembled from two trained "
+        "checkpoints, no weight retrained:", "",
+        f"- detector: `{detector.name}` (the impulse U-Net, colour in one pass; its card tells how it was trained);",
+        f"- filler: `{filler.name}` (the default model's U-Net, channel by channel);",
+        f"- a value at exactly 0 or 1 is repainted unless the detector's logit is below {config.exact_threshold}, "
+        f"any other value only when it is above {config.other_threshold}.", "",
+    ])
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")

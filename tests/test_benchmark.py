@@ -15,8 +15,9 @@ from denoiser.models import ArticleAutoencoder, ArticleConfig, UNetConfig, UNetD
 
 REPO = Path(__file__).resolve().parent.parent
 GRAY_NOISES = ["Article rule 0.2", "Amount 0.1", "Amount 0.3", "Amount 0.5", "Amount 0.7", "Amount 0.9"]
-GRAY_METHODS = ["Noisy input", "3×3 median", "5×5 median", "Adaptive median", "Article autoencoder", "Default model"]
-COLOR_METHODS = ["Noisy input", "3×3 median", "Adaptive median", "Default model"]
+GRAY_METHODS = ["Noisy input", "3×3 median", "5×5 median", "Adaptive median", "Article autoencoder", "Default model",
+                "Impulse U-Net"]
+COLOR_METHODS = ["Noisy input", "3×3 median", "Adaptive median", "Default model", "Impulse U-Net"]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_cli_skips_missing_checkpoints_with_a_note(jpeg_folder: Path, checkpoint
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["notes"] == [f"Article autoencoder skipped: no checkpoint at {missing}",
                                 f"Default model skipped: no checkpoint at {partial}"]
-    assert {r["method"] for r in results["tables"]["grayscale"]} == set(GRAY_METHODS[:4])
+    assert {r["method"] for r in results["tables"]["grayscale"]} == {*GRAY_METHODS[:4], "Impulse U-Net"}
     assert "colour" not in results["tables"]
     assert f"- Default model skipped: no checkpoint at {partial}" in result.stdout
     assert "Grayscale" in result.stderr  # the progress bar

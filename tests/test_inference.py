@@ -124,21 +124,22 @@ def test_default_checkpoint_restores_real_images(gallery_u8: torch.Tensor, photo
     assert np.array_equal(load_denoiser(DEFAULT_CHECKPOINT, device="cpu").denoise(noisy_photo), out)
 
 
-# Measured on the astronaut crop, noise seed 0: the Impulse U-Net returns the clean photo bit for bit; at amount
-# 0.3 it gets 33.13 dB (default 35.40); saved as JPEG q75 after the noise, 24.98 dB where the default gets 12.12
-# (noisy: 10.61).
+# Measured on the astronaut crop, noise seed 0: the Impulse U-Net (detector + the default model's U-Net) returns
+# the clean photo bit for bit; at amount 0.3 it gets 35.35 dB (default 35.40); saved as JPEG q75 after the
+# noise, 24.53 dB where the default gets 12.12 (noisy: 10.61).
 def test_impulse_checkpoint_keeps_clean_photos_and_sees_jpeg_noise(photo: np.ndarray) -> None:
-    impulse = load_denoiser(IMPULSE_CHECKPOINT, device="cpu")
+    impulse, default = load_denoiser(IMPULSE_CHECKPOINT, device="cpu"), load_denoiser(device="cpu")
     assert np.array_equal(impulse.denoise(photo), photo)
-    assert np.array_equal(impulse.denoise(photo.mean(axis=2).astype(np.uint8)), photo.mean(axis=2).astype(np.uint8))
+    gray = photo.mean(axis=2).astype(np.uint8)
+    assert np.array_equal(impulse.denoise(gray), gray)
     noisy = salt_and_pepper_array(photo, amount=0.3, seed=0)
-    assert psnr_u8(impulse.denoise(noisy), photo) > 32.5
+    assert psnr_u8(impulse.denoise(noisy), photo) > psnr_u8(default.denoise(noisy), photo) - 0.3
     buffer = io.BytesIO()
     Image.fromarray(noisy).save(buffer, "JPEG", quality=75)
     jpeg = np.asarray(Image.open(buffer))
     ours = psnr_u8(impulse.denoise(jpeg), photo)
-    assert ours > 24.0
-    assert ours > psnr_u8(load_denoiser(device="cpu").denoise(jpeg), photo) + 10
+    assert ours > 23.5
+    assert ours > psnr_u8(default.denoise(jpeg), photo) + 10
 
 
 def test_article_checkpoint_reproduces_the_articles_setting(gallery_u8: torch.Tensor) -> None:

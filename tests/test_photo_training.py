@@ -117,3 +117,19 @@ def test_init_from_copies_matching_tensors_and_says_which_were_not(
     assert torch.allclose(a["down_blocks.0.0.conv1.weight"], b["down_blocks.0.0.conv1.weight"], atol=1e-6)
     assert train.main(["--recipe", "impulse", *common, "--epochs", "1", "--out", str(tmp_path / "third"),
                        "--init-from", str(tmp_path)]) == 2  # not a checkpoint: a clear error, no run
+
+
+def test_publish_pair_assembles_detector_and_filler_into_one_checkpoint(tmp_path: Path) -> None:
+    from denoiser.architectures import ARCHITECTURES, build_model
+    from denoiser.checkpoint import load_model, read_card, save_checkpoint
+
+    torch.manual_seed(0)
+    detector = save_checkpoint(build_model("impulse", ARCHITECTURES["impulse"].tiny), tmp_path / "detector")
+    filler = save_checkpoint(build_model("unet", ARCHITECTURES["unet"].tiny), tmp_path / "filler")
+    train.publish_pair(detector, filler=filler, out=tmp_path / "pair")
+    pair = load_model(tmp_path / "pair")
+    assert pair.architecture == "detect_fill" and (tmp_path / "pair" / "model.onnx").is_file()
+    for part, source in ((pair.detector, detector), (pair.filler, filler)):
+        expected = load_model(source).state_dict()
+        assert all(torch.allclose(v, expected[k], atol=1e-3) for k, v in part.state_dict().items())  # fp16 copy
+    assert "detector: `detector`" in read_card(tmp_path / "pair").text

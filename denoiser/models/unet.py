@@ -145,7 +145,11 @@ class UNetDenoiser(DenoisingModel):
 
         No shape-dependent Python branches, so `torch.onnx.export` traces it with dynamic N, H and W.
         """
-        noisy = self.impulses(x).to(x.dtype)
+        return self.fill(x, self.impulses(x).to(x.dtype))
+
+    def fill(self, x: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+        """Repaint the pixels where `noisy` (0/1, shaped like x) is 1 and keep the rest: the network's work once
+        the impulses are known, whoever found them (its own rule, or a learned detector)."""
         keep = 1.0 - noisy
         guess = masked_mean(x, keep, window=self.config.fill_window)
         feats = torch.cat([x * keep, noisy, guess], dim=1)
