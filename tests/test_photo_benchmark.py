@@ -141,21 +141,24 @@ def test_command_writes_tables_and_json(tmp_path: Path, tiny_checkpoint: Path) -
     saved = json.loads((out / "photos.json").read_text())
     assert saved["meta"]["images"][pb.VALIDATION] == results["meta"]["images"][pb.VALIDATION]
     assert len(saved["meta"]["images"][pb.VALIDATION]) == pb.QUICK_VALIDATION
-    assert set(saved["targets"]) == {"Default model", "Previous default"}
+    assert set(saved["targets"]) == {"Default model", "Previous default", "Impulse U-Net"}
     methods = {r["method"] for r in saved["records"]}
-    assert methods == {"Noisy input", "Default model", "Previous default", "Adaptive median", "3×3 median"}
+    assert methods == {"Noisy input", "Default model", "Previous default", "Impulse U-Net", "Adaptive median",
+                       "3×3 median"}
     markdown = (out / "photos.md").read_text()
     assert "## Validation photos (3 images)" in markdown and "## Structure set (10 images)" in markdown
     pictures = sorted(p.name for p in (out / "photos-crops").iterdir())
     assert len(pictures) == 10 + 2  # every structure image at per-pixel 0.3; the first photo at JPEG and per-channel
-    assert Image.open(out / "photos-crops" / pictures[0]).size == (6 * 32 + 5 * 4, 32)
+    assert Image.open(out / "photos-crops" / pictures[0]).size == (7 * 32 + 6 * 4, 32)  # noisy, 5 methods, clean
 
 
 def test_missing_collection_and_checkpoint_are_notes(tmp_path: Path) -> None:
-    results = pb.main(["--model", str(tmp_path / "none"), "--photos", str(tmp_path / "none.zip"),
-                       "--sets", "validation", "structure", "--quick", "--structure-size", "32", "--out", str(tmp_path)])
+    results = pb.main(["--model", str(tmp_path / "none"), "--impulse", str(tmp_path / "none"), "--photos",
+                       str(tmp_path / "none.zip"), "--sets", "validation", "structure", "--quick", "--structure-size",
+                       "32", "--out", str(tmp_path)])
     notes = " ".join(results["notes"])
     assert "validation photos skipped" in notes and "Default model skipped" in notes
+    assert "Impulse U-Net skipped" in notes
     assert results["targets"] == {}
 
 
