@@ -246,7 +246,7 @@ def test_detect_fill_repaints_what_its_cuts_select_with_the_fillers_own_values()
         default_cuts = _pair()
         mask = default_cuts.impulses(x)
         logits, _ = default_cuts.detector.detect_and_fill(x)
-    assert torch.equal(mask.bool(), torch.where(exact.bool(), logits > -3.0, logits > 0.0))
+    assert torch.equal(mask.bool(), torch.where(exact.bool(), logits > -2.0, logits > 0.0))
 
 
 def test_detect_fill_is_assembled_not_trained() -> None:
