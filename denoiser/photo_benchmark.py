@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,13 +349,17 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
-def quality_markdown(summary: Summary, set_name: str, scenario_list: list[Scenario]) -> str:
+def _scenario_table(summary: Summary, figures: dict, group: str, scenario_list: list[Scenario],
+                    cell: Callable[[tuple], str]) -> str:
+    """One row per scenario, one column per method: `figures[(group, scenario key, method)]` through `cell`."""
     methods = summary.methods()
-    rows = []
-    for s in scenario_list:
-        cells = [summary.quality.get((set_name, s.key, m)) for m in methods]
-        rows.append([s.label] + ["–" if c is None else f"{c[0]:.2f} / {c[1]:.3f}" for c in cells])
+    rows = [[s.label] + ["–" if (c := figures.get((group, s.key, m))) is None else cell(c) for m in methods]
+            for s in scenario_list]
     return _table(["Scenario", *methods], rows)
+
+
+def quality_markdown(summary: Summary, set_name: str, scenario_list: list[Scenario]) -> str:
+    return _scenario_table(summary, summary.quality, set_name, scenario_list, lambda c: f"{c[0]:.2f} / {c[1]:.3f}")
 
 
 def identity_markdown(summary: Summary) -> str:
@@ -368,12 +372,7 @@ def identity_markdown(summary: Summary) -> str:
 
 
 def structure_markdown(summary: Summary, kind: str, scenario_list: list[Scenario]) -> str:
-    methods = summary.methods()
-    rows = []
-    for s in scenario_list:
-        cells = [summary.structure.get((kind, s.key, m)) for m in methods]
-        rows.append([s.label] + ["–" if c is None else f"{c[0]:.1f}% / {c[1]:.2f}" for c in cells])
-    return _table(["Scenario", *methods], rows)
+    return _scenario_table(summary, summary.structure, kind, scenario_list, lambda c: f"{c[0]:.1f}% / {c[1]:.2f}")
 
 
 def time_markdown(summary: Summary, images: list[TestImage]) -> str:

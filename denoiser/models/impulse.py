@@ -69,9 +69,9 @@ class ImpulseConfig:
     in_channels: int = 3  # colour in one pass; grayscale images are repeated to 3 channels by the runner
     widths: tuple[int, ...] = (32, 64, 128)  # features at 1/2, 1/4 and 1/8 of the input resolution
     blocks: tuple[int, ...] = (1, 1, 2)  # residual blocks per level; the lowest level is the bottleneck
-    # A value is repainted when its detection logit is above this. 0 is the even-odds cut the detector is
-    # trained for; a missed impulse costs far more than a clean value repainted with about itself, so a
-    # checkpoint may set a lower cut chosen on validation photos (`calibrate_threshold`).
+    # When this network runs alone, a value is repainted where its detection logit is above this: 0 is the
+    # even-odds cut the detector is trained for; a checkpoint may set another without retraining. (In the
+    # Impulse U-Net pair, `denoiser.models.detect_fill` applies its own two cuts instead.)
     threshold: float = 0.0
 
     def __post_init__(self) -> None:
