@@ -405,7 +405,7 @@ def _saved_photo(folder: Path) -> Path:
 
 def test_a_tiled_image_reports_progress_per_tile(client, tmp_path):
     path = tmp_path / "big.png"
-    Image.fromarray(photo(600, 530)[..., 0]).save(path)  # grayscale above 512x512: 4 tiles of the model
+    Image.fromarray(photo(1100, 1040)[..., 0]).save(path)  # grayscale above 1024x1024: 4 tiles of the model
     job = client.submit(handle_file(str(path)), "default", 0.2, 0, False, api_name="/denoise")
     seen = set()
     while not job.done():

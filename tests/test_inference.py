@@ -21,7 +21,7 @@ from denoiser.methods import METHODS, method
 from denoiser.metrics import psnr
 from denoiser.models import UNetConfig, UNetDenoiser
 from denoiser.noise import article_noise, salt_and_pepper, salt_and_pepper_array
-from denoiser.runners import ArticleDenoiser, ModelDenoiser
+from denoiser.runners import CPU_CALL_PIXELS, ArticleDenoiser, ModelDenoiser
 
 
 @pytest.fixture(params=sorted(ARCHITECTURES))
@@ -73,6 +73,28 @@ def test_tiled_matches_untiled_above_the_threshold() -> None:
         untiled = model(noisy).clamp(0, 1)
     assert (tiled - untiled).abs().max().item() < 1e-3
     assert denoiser.peak_tile_pixels < 600 * 560 * 2
+
+
+def test_small_images_run_in_calls_of_bounded_size_with_the_same_result() -> None:
+    torch.manual_seed(0)
+    model = UNetDenoiser(UNetConfig(widths=(8, 16), blocks=(1, 1))).eval()
+    torch.nn.init.normal_(model.tail.weight, std=0.05)
+    noisy = salt_and_pepper(torch.rand(5, 3, 24, 32), amount=0.4, generator=torch.Generator().manual_seed(0))
+    whole = ModelDenoiser(model, call_pixels=10**9)
+    calls: list[int] = []
+    bounded = ModelDenoiser(model, call_pixels=4 * 24 * 32)  # 4 channels of 24x32 per call
+    bounded.core = lambda x: calls.append(len(x)) or model.forward_padded(x)
+    assert (bounded.denoise_batch(noisy) - whole.denoise_batch(noisy)).abs().max().item() < 1e-5
+    assert calls == [4, 4, 4, 3]  # 15 channels, folded into the batch
+    assert ModelDenoiser(model).call_pixels == CPU_CALL_PIXELS  # a CPU model's default
+    with pytest.raises(ValueError, match="call_pixels"):
+        ModelDenoiser(model, call_pixels=0)
+
+
+def test_the_default_model_tiles_at_1024_unless_told_otherwise(tmp_path: Path) -> None:
+    folder = save_checkpoint(UNetDenoiser(UNetConfig(widths=(8, 16), blocks=(1, 1))), tmp_path / "unet")
+    assert load_denoiser(folder, device="cpu", backend="torch").tile_size == 1024
+    assert load_denoiser(folder, device="cpu", backend="torch", tile_size=256).tile_size == 256
 
 
 def test_channels_last_layout_does_not_change_outputs() -> None:

@@ -223,6 +223,27 @@ def test_pad_to_multiple_reflects_where_it_can_and_replicates_where_it_cannot() 
     assert pad_to_multiple(x, 1).shape == x.shape
 
 
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+def test_unshuffled_conv_traced_as_one_strided_conv_gives_the_same_map(kernel: int) -> None:
+    from denoiser.models.base import unshuffled_conv
+
+    torch.manual_seed(0)
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3 * 4, 8, kernel, padding=kernel // 2)
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return unshuffled_conv(self.conv, t)
+
+    head, x = Head().eval(), torch.rand(2, 3, 12, 10)
+    traced = torch.jit.trace(head, (x,))
+    assert "pixel_unshuffle" not in str(traced.graph)  # the traced path is the strided convolution
+    eager = head(x)
+    assert eager.shape == (2, 8, 6, 5)
+    assert (traced(x) - eager).abs().max().item() < 1e-5
+
+
 # ----------------------------------------------------------------------------- detect, then fill
 
 

@@ -32,3 +32,22 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, *, mode: str = "replicate") 
     if mode == "reflect" and (pad_h >= h or pad_w >= w):
         mode = "replicate"
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def unshuffled_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(pixel_unshuffle(x, 2))`: (B, C, H, W) -> (B, out, H/2, W/2), for a stride-1 `conv` with odd kernel k
+    and padding k // 2.
+
+    While `torch.onnx.export` traces it, the same map is written as one convolution on `x` itself: kernel 2k,
+    stride 2, padding 2 * (k // 2), whose tap (2u + dy, 2v + dx) on channel c is `conv`'s tap (u, v) on the
+    unshuffled channel 4c + 2dy + dx. Exact (the padding of one unshuffled cell is two pixels), and ONNX
+    Runtime then skips the unshuffle's 6-D transpose: 4% of the default model's time at 512x512.
+    """
+    if not torch.jit.is_tracing():
+        return conv(F.pixel_unshuffle(x, 2))
+    # The module's own ints: while tracing, weight.shape would be traced values.
+    out, c, k = conv.out_channels, conv.in_channels // 4, conv.kernel_size[0]
+    assert conv.stride == (1, 1) and conv.padding == (k // 2, k // 2) and k % 2, "a 'same' stride-1 convolution"
+    # (out, 4c, k, k) -> (out, c, dy, dx, u, v) -> (out, c, u, dy, v, dx) -> (out, c, 2k, 2k)
+    kernel = conv.weight.reshape(out, c, 2, 2, k, k).permute(0, 1, 4, 2, 5, 3).reshape(out, c, 2 * k, 2 * k)
+    return F.conv2d(x, kernel, conv.bias, stride=2, padding=2 * (k // 2))

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from denoiser.models.base import DenoisingModel, pad_to_multiple
+from denoiser.models.base import DenoisingModel, pad_to_multiple, unshuffled_conv
 from denoiser.models.unet import masked_mean, run_trunk, trunk_layers, trunk_radius
 
 # The input also carries each value's closeness to an extreme, 1 at 0 or 1 and 0 from this far inside: an
@@ -135,7 +135,7 @@ class ImpulseUNet(DenoisingModel):
         trusted = 1 - extreme
         guess = masked_mean(x, trusted, window=GUESS_WINDOW)
         feats = torch.cat([x, x * trusted, guess, extreme], dim=1)
-        h = self.head(F.pixel_unshuffle(feats, 2))  # (B, 4C, H, W) -> (B, 16C, H/2, W/2)
+        h = unshuffled_conv(self.head, feats)  # (B, 4C, H, W) -> (B, 16C, H/2, W/2) -> (B, w0, ...)
         h = run_trunk(self, h)
         out = F.pixel_shuffle(self.tail(h), 2)  # (B, 8C, H/2, W/2) -> (B, 2C, H, W)
         logits, residual = out.chunk(2, dim=1)  # (B, 2C, H, W) -> two (B, C, H, W)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from denoiser.models.base import DenoisingModel
+from denoiser.models.base import DenoisingModel, unshuffled_conv
 from denoiser.noise import impulse_mask
 
 
@@ -153,7 +153,7 @@ class UNetDenoiser(DenoisingModel):
         keep = 1.0 - noisy
         guess = masked_mean(x, keep, window=self.config.fill_window)
         feats = torch.cat([x * keep, noisy, guess], dim=1)
-        h = self.head(F.pixel_unshuffle(feats, 2))  # (B, 3C, H, W) -> (B, 12C, H/2, W/2) -> (B, w0, ...)
+        h = unshuffled_conv(self.head, feats)  # (B, 3C, H, W) -> (B, 12C, H/2, W/2) -> (B, w0, ...)
         h = run_trunk(self, h)
         residual = F.pixel_shuffle(self.tail(h), 2)  # (B, 4C, H/2, W/2) -> (B, C, H, W)
         return keep * x + noisy * (guess + residual)
