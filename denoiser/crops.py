@@ -6,7 +6,9 @@ training also draws square crops from the training photos (`denoiser.photos.trai
 validation photos are never used), with the augmentations of image restoration work since DnCNN (random
 position, horizontal flip, rotation by multiples of 90 degrees), and draws synthetic structure
 (`denoiser.structure`: lines, borders, text, line art, star fields, clipped regions) into a share of the
-crops, so the detector learns that exact black and white pixels are not always noise.
+crops, so the detector learns that exact black and white pixels are not always noise. A share of those
+crops (`page_share`) draws its structure on a flat page of one colour instead of the photo, as documents,
+screenshots and diagrams are: black text on pure white is the case photos never show.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from denoiser.structure import draw_random_structure
 class PhotoCrops:
     """Draws uint8 (B, 3, size, size) crops from a fixed list of photos; grayscale photos become 3 channels."""
 
-    def __init__(self, photos: list[np.ndarray], *, size: int, structure_share: float = 0.3) -> None:
+    def __init__(self, photos: list[np.ndarray], *, size: int, structure_share: float = 0.3,
+                 page_share: float = 0.0) -> None:
         if not photos:
             raise ValueError("PhotoCrops needs at least one photo")
-        if not 0.0 <= structure_share <= 1.0:
-            raise ValueError("structure_share must be in [0, 1]")
-        self.size, self.structure_share = size, structure_share
+        if not (0.0 <= structure_share <= 1.0 and 0.0 <= page_share <= 1.0):
+            raise ValueError("structure_share and page_share must be in [0, 1]")
+        self.size, self.structure_share, self.page_share = size, structure_share, page_share
         self.photos = [np.repeat(p[..., None], 3, axis=2) if p.ndim == 2 else p for p in photos]  # (H, W) -> (H, W, 3)
         small = [p.shape[:2] for p in self.photos if min(p.shape[:2]) < size]
         if small:
@@ -47,5 +50,14 @@ class PhotoCrops:
             crop = crop[:, ::-1]
         crop = np.rot90(crop, k=int(rng.integers(4)))
         if rng.random() < self.structure_share:
+            if self.page_share and rng.random() < self.page_share:  # no extra draw at 0: older runs repeat
+                crop = _page(s, rng=rng)
             crop, _ = draw_random_structure(np.ascontiguousarray(crop), generator=rng)
         return np.ascontiguousarray(crop)
+
+
+def _page(size: int, *, rng: np.random.Generator) -> np.ndarray:
+    """A flat uint8 (size, size, 3) page: white or black half the time (paper, dark mode), else any colour."""
+    pick = rng.random()
+    colour = (255, 255, 255) if pick < 0.3 else (0, 0, 0) if pick < 0.5 else tuple(rng.integers(0, 256, 3))
+    return np.broadcast_to(np.array(colour, np.uint8), (size, size, 3)).copy()

@@ -94,6 +94,7 @@ class TrainConfig:
     photo_crop: int = 64  # side of the square photo crops
     photo_batch: int = 16  # crops per photo step: 16 of 64x64 hold as many pixels as 64 CIFAR images
     structure_share: float = 0.3  # share of photo crops with synthetic lines, borders, text... drawn in
+    page_share: float = 0.0  # share of those drawn on a flat page of one colour instead (documents, screenshots)
     degradation: Degradation = field(  # what happens after the noise; all off unless a recipe asks
         default_factory=lambda: Degradation(near_extreme_share=0.0, resize_share=0.0, jpeg_share=0.0))
     detect_weight: float = 1.0  # weight of the detection loss, for models that return detection logits
@@ -374,7 +375,7 @@ def photo_crops(cfg: TrainConfig, rt: Runtime) -> PhotoCrops | None:
         return None
     names = training_names(photo_names(cfg.photos))
     crops = PhotoCrops(list(load_photos(names, cfg.photos).values()), size=cfg.photo_crop,
-                       structure_share=cfg.structure_share)
+                       structure_share=cfg.structure_share, page_share=cfg.page_share)
     log(rt, f"photos: {len(crops)} training photos from {cfg.photos}, {cfg.photo_batch} crops of "
             f"{cfg.photo_crop}x{cfg.photo_crop} on {cfg.photo_share:.0%} of steps")
     return crops

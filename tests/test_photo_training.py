@@ -39,6 +39,18 @@ def test_crops_have_the_size_asked_for_and_repeat_with_the_seed(photo_folder: Pa
         PhotoCrops(photos, size=80)
 
 
+def test_page_crops_draw_structure_on_one_flat_colour(photo_folder: Path) -> None:
+    photos = [np.asarray(Image.open(p)) for p in sorted(photo_folder.rglob("*.png"))]
+    pages = PhotoCrops(photos, size=32, structure_share=1.0, page_share=1.0).batch(40, rng=np.random.default_rng(0))
+    # A page holds its background colour and the drawn structure: few distinct colours, unlike a photo crop.
+    colours = [len(torch.unique(crop.reshape(3, -1), dim=1)) for crop in pages]  # (3, S, S) -> (3, S*S)
+    assert max(colours) <= 3  # the page and at most two stroke colours
+    white = [crop for crop in pages if (crop == 255).all(dim=0).float().mean() > 0.5]
+    assert white and any((crop == 0).all(dim=0).any() for crop in white)  # black detail on white paper occurs
+    with pytest.raises(ValueError, match="page_share"):
+        PhotoCrops(photos, size=32, page_share=1.5)
+
+
 def test_training_loss_adds_the_detection_loss_for_models_that_detect() -> None:
     clean = torch.full((2, 3, 8, 8), 0.5)
     noisy = clean.clone()
