@@ -36,10 +36,10 @@ def _probe_images(shape: tuple[int, ...], *, seed: int) -> torch.Tensor:
     return torch.where(hit < 0.15, 0.0, torch.where(hit > 0.85, 1.0, x))
 
 
-# On the CPU a batch of small images runs in calls of at most this many pixels (per channel, padded). Both
-# backends are faster in cache-sized calls than in one big one: 1,500 32x32 channels (the CIFAR-10 benchmark's
-# colour batch of 500) took 0.64 s in one call and 0.52 s in calls of 128 on PyTorch, 0.69 and 0.59 s on ONNX
-# Runtime (this 2-core CPU; scratch measurement, median of 5). A 512x512 channel is one call either way.
+# On the CPU a batch of small images runs in calls of at most this many pixels (per channel, padded), unless
+# the core asks for another size (`OnnxCore.call_pixels`). PyTorch is faster in cache-sized calls than in one
+# big one: 1,500 32x32 channels (the CIFAR-10 benchmark's colour batch of 500) took 0.64 s in one call and
+# 0.52 s in calls of 128 (this 2-core CPU; scratch measurement, median of 5). A 512x512 channel is one call.
 CPU_CALL_PIXELS = 128 * 32 * 32
 
 
@@ -68,8 +68,15 @@ class ModelDenoiser(Denoiser):
             raise ValueError("call_pixels must be at least 1")
         self.tile_size = tile_size
         self.margin = math.ceil(model.receptive_radius / multiple) * multiple
-        # A GPU wants its batch whole; a CPU runs small images faster in cache-sized calls (see CPU_CALL_PIXELS).
-        self.call_pixels = call_pixels or (CPU_CALL_PIXELS if self.device.type == "cpu" else None)
+        self._call_pixels = call_pixels
+
+    @property
+    def call_pixels(self) -> int | None:
+        """At most this many pixels per channel go into one core call of small images; None: the batch whole."""
+        if self._call_pixels is not None or self.device.type != "cpu":
+            return self._call_pixels  # a GPU wants its batch whole
+        # The core is swapped after construction (denoiser.onnx_backend), so ask it at call time.
+        return getattr(self.core, "call_pixels", CPU_CALL_PIXELS)
 
     @property
     def peak_tile_pixels(self) -> int:
@@ -122,7 +129,10 @@ class ModelDenoiser(Denoiser):
         if per_call >= len(x):
             out = self.core(x)
         else:
-            out = torch.cat([self.core(part) for part in x.split(per_call)])
+            parts = x.split(per_call)
+            # An ONNX core runs many small calls side by side (`OnnxCore.run_many`); PyTorch one after another.
+            run_many = getattr(self.core, "run_many", None)
+            out = torch.cat(run_many(parts) if run_many else [self.core(part) for part in parts])
         if progress:
             progress(1, 1)
         return out

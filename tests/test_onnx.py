@@ -3,6 +3,7 @@
 import logging
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,27 @@ def test_onnx_matches_torch_on_a_tiny_unet(tiny_checkpoint: Path, shape: tuple) 
     onnx, torch_ = both(tiny_checkpoint)
     x = noisy_images(shape)
     assert (onnx.denoise_batch(x) - torch_.denoise_batch(x)).abs().max().item() <= TOLERANCE
+
+
+def test_many_small_images_run_side_by_side_on_single_threaded_sessions(tiny_checkpoint: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on a 2-core machine, whatever runs the tests
+    onnx, torch_ = both(tiny_checkpoint)
+    core = onnx.core
+    assert onnx.call_pixels == core.call_pixels  # the runner cuts the batch as the ONNX core asks
+    threads: set[str] = set()
+    single_run = core._single_threaded()[0].run
+    monkeypatch.setattr(core._single_threaded()[0], "run",
+                        lambda *a, **k: threads.add(threading.current_thread().name) or single_run(*a, **k))
+    per_call = core.call_pixels // (16 * 16)
+    x = noisy_images((3 * per_call + 5, 3, 16, 16))  # channels: 9 full calls and a short one
+    assert (onnx.denoise_batch(x) - torch_.denoise_batch(x)).abs().max().item() <= TOLERANCE  # order kept
+    assert len(threads) == 2 and all(t.startswith("onnx-core") for t in threads)
+    assert core._single_threaded()[0].get_session_options().intra_op_num_threads == 1
+    big = noisy_images((1, 3, 300, 300))  # a part bigger than call_pixels runs on the shared session
+    threads.clear()
+    assert (onnx.denoise_batch(big) - torch_.denoise_batch(big)).abs().max().item() <= TOLERANCE
+    assert not threads
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
