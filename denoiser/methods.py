@@ -61,6 +61,11 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("adaptive_median", "Adaptive median", "a median filter that grows its window where noise is "
            "dense and only replaces pixels it judges to be noise (Hwang and Haddad, 1995; no learning)", False,
            lambda _, device, __: AdaptiveMedianDenoiser(max_window=7, device=device)),
+    Method("colour_fill", "Default + colour fill", "the default model, then each colour value it repainted is "
+           "re-estimated from the same pixel's kept channels and the local colour difference: per-channel noise "
+           "is repaired from the channels it spared", True,
+           lambda source, device, backend: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
+                                                        backend=backend, colour_fill=True)),
 )}
 
 

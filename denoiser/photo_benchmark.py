@@ -517,12 +517,15 @@ def checkpoint_from_git(rev: str, into: Path, *, folder: str = "checkpoints/defa
 
 
 def build_methods(*, model: Path, previous: Path | None, device: torch.device, backend: str,
-                  impulse: Path | None = None) -> tuple[dict[str, Denoiser], list[str], list[str]]:
-    """(methods by column label, the learned columns' labels, notes on what was skipped)."""
+                  impulse: Path | None = None,
+                  colour_fill: bool = False) -> tuple[dict[str, Denoiser], list[str], list[str]]:
+    """(methods by column label, the learned columns' labels, notes on what was skipped). `colour_fill` adds
+    the default model with `denoiser.colour`'s re-estimate (the "colour_fill" method) as a column."""
     methods: dict[str, Denoiser] = {}
     learned, notes = [], []
-    columns = ((METHODS["default"].label, "default", model), (PREVIOUS, "default", previous),
-               (METHODS["impulse"].label, "impulse", impulse))
+    columns = ((METHODS["default"].label, "default", model),
+               (METHODS["colour_fill"].label, "colour_fill", model if colour_fill else None),
+               (PREVIOUS, "default", previous), (METHODS["impulse"].label, "impulse", impulse))
     for label, key, source in columns:
         if source is None:
             continue
@@ -592,6 +595,9 @@ def _parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="how the learned methods run (default auto: ONNX Runtime on the CPU when it can)")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"), help="folder for photos.md / .json")
+    parser.add_argument("--colour-fill", action="store_true",
+                        help="add a column: the default model with its repainted colour values re-estimated from "
+                             "the pixel's kept channels (denoiser.colour)")
     parser.add_argument("--no-crops", action="store_true",
                         help="do not write the pictures (noisy | methods | clean) to OUT/photos-crops/")
     args = parser.parse_args(argv)
@@ -615,7 +621,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks.pho
             if args.previous_rev:
                 previous = checkpoint_from_git(args.previous_rev, Path(tmp) / "checkpoint")
             methods, learned, notes = build_methods(model=args.model, previous=previous, impulse=args.impulse,
-                                                    device=args.device, backend=args.backend)
+                                                    device=args.device, backend=args.backend,
+                                                    colour_fill=args.colour_fill)
             images, image_notes = load_images(sets=args.sets, photos=args.photos, quick=args.quick,
                                               structure_size=args.structure_size, seed=args.seed)
         except ValueError as exc:  # an unreadable checkpoint, revision or photo collection: say which
