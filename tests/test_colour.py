@@ -19,7 +19,7 @@ def textured(h: int = 24, w: int = 30, *, seed: int = 0) -> torch.Tensor:
     return torch.cat([red, red + 0.1, red - 0.2], dim=1)
 
 
-def test_a_repainted_value_is_recovered_from_the_pixel_s_kept_channels() -> None:
+def test_a_repainted_value_is_recovered_from_the_pixel_s_kept_channels(path: str) -> None:
     clean = textured()
     noisy = clean.clone()
     noisy[0, 0, 5, 7], noisy[0, 2, 12, 20] = 1.0, 0.0  # per-channel impulses
@@ -31,7 +31,7 @@ def test_a_repainted_value_is_recovered_from_the_pixel_s_kept_channels() -> None
     assert torch.equal(out[kept], estimate[kept])  # what the denoiser kept is never touched
 
 
-def test_a_pixel_with_every_channel_repainted_keeps_the_estimate() -> None:
+def test_a_pixel_with_every_channel_repainted_keeps_the_estimate(path: str) -> None:
     clean = textured()
     noisy = clean.clone()
     noisy[0, :, 8, 9] = 1.0  # per-pixel salt
@@ -40,7 +40,7 @@ def test_a_pixel_with_every_channel_repainted_keeps_the_estimate() -> None:
     assert torch.equal(colour_difference_fill(noisy, estimate), estimate)
 
 
-def test_a_channel_that_is_flat_where_the_other_varies_is_not_trusted() -> None:
+def test_a_channel_that_is_flat_where_the_other_varies_is_not_trusted(path: str) -> None:
     """A clipped channel (all 0) says nothing about a textured one: the denoiser's own guess stays."""
     clean = textured()
     clean[:, 2] = 0.0  # blue clipped at 0 everywhere
@@ -52,7 +52,26 @@ def test_a_channel_that_is_flat_where_the_other_varies_is_not_trusted() -> None:
     assert out[0, 0, 10, 10].item() == pytest.approx(0.45)
 
 
-def test_bands_give_the_result_of_one_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=["dense", "sparse"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Window sums from summed-area tables everywhere, or gathered at the pixels with work only."""
+    monkeypatch.setattr(colour, "SPARSE_SHARE", 0.0 if request.param == "dense" else 1.1)
+    return request.param
+
+
+def test_sparse_and_dense_sums_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    clean = textured(40, 36)
+    for amount in (0.02, 0.4):
+        noisy = salt_and_pepper(clean, amount=amount, per_channel=True, generator=torch.Generator().manual_seed(2))
+        estimate = torch.where(noisy != clean, torch.full_like(clean, 0.5), noisy)
+        results = []
+        for share in (0.0, 1.1):
+            monkeypatch.setattr(colour, "SPARSE_SHARE", share)
+            results.append(colour_difference_fill(noisy, estimate))
+        assert (results[0] - results[1]).abs().max().item() < 1e-5
+
+
+def test_bands_give_the_result_of_one_piece(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     clean = textured(70, 40)
     noisy = salt_and_pepper(clean, amount=0.3, per_channel=True, generator=torch.Generator().manual_seed(1))
     estimate = torch.where(noisy != clean, torch.full_like(clean, 0.5), noisy)
