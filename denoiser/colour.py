@@ -33,7 +33,6 @@ import torch.nn.functional as F
 WINDOWS = (3, 5, 7)  # tried smallest first; odd
 BAND_ROWS = 512  # rows per band: bounds the extra memory on multi-megapixel photos
 
-
 # Below this share of a band's pixels needing work, window sums are taken only at those pixels (from their
 # 7x7 neighbourhoods); above it, for every pixel from summed-area tables. Per-pixel noise at 0.5 left 1.3-1.5%
 # of pixels with work (scikit-image's astronaut, whole and in 32x32 crops); per-channel noise at 0.3 leaves
@@ -67,9 +66,11 @@ class _Patches:
         self.r = r
 
     def sums(self, t: torch.Tensor) -> Callable[[int], torch.Tensor]:
-        r = self.r
-        return lambda window: t[..., r - window // 2:r + window // 2 + 1, r - window // 2:r + window // 2 + 1].sum(
-            dim=(-2, -1), keepdim=True)  # (P, 1, 1, 1)
+        def window_sum(window: int) -> torch.Tensor:
+            lo, hi = self.r - window // 2, self.r + window // 2 + 1
+            return t[..., lo:hi, lo:hi].sum(dim=(-2, -1), keepdim=True)  # (P, 1, 1, 1)
+
+        return window_sum
 
     def at(self, t: torch.Tensor) -> torch.Tensor:
         return t[..., self.r:self.r + 1, self.r:self.r + 1]  # (P, C, 1, 1)
