@@ -201,7 +201,7 @@ class OnnxCore:
         self.session, self.origin = session, origin  # origin: the file the graph came from, or "memory"
         self._source = source  # what a single-threaded session is opened from: a path or the graph's bytes
         self._threads = session.get_session_options().intra_op_num_threads
-        self._parallel: tuple[Any, ThreadPoolExecutor] | None = None  # opened on first need (0.1-0.3 s)
+        self._parallel: tuple[Any, ThreadPoolExecutor] | None = None  # opened on first need (about 20 ms)
         self._lock = threading.Lock()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
