@@ -50,8 +50,8 @@ ARTICLE_METHOD = METHODS["article"].label
 MODEL_METHOD = METHODS["default"].label
 GRAY_METHODS = ("median3", "median5", "adaptive_median", "article", "default", "impulse")
 # The article's model knows only 32x32 grayscale, so the colour table is the default model against the
-# per-channel filters.
-COLOR_METHODS = ("median3", "adaptive_median", "default", "impulse")
+# per-channel filters. The colour fill (`denoiser.colour`) has nothing to do on one channel: colour only.
+COLOR_METHODS = ("median3", "adaptive_median", "default", "colour_fill", "impulse")
 
 
 class NoisyInput(Denoiser):
@@ -113,12 +113,12 @@ def color_settings() -> list[NoiseSetting]:
     return [_amount_setting(amount, prepare=data.to_float) for amount in AMOUNTS]
 
 
-def build_methods(*, sources: dict[str, Path], device: torch.device,
-                  backends: tuple[str, ...] = ("auto",)) -> tuple[dict[str, list[Denoiser]], list[str]]:
+def build_methods(*, sources: dict[str, Path], device: torch.device, backends: tuple[str, ...] = ("auto",),
+                  keys: tuple[str, ...] = GRAY_METHODS + COLOR_METHODS) -> tuple[dict[str, list[Denoiser]], list[str]]:
     """Every benchmarked method by its key (a learned one once per backend), and a note for each learned one
     whose checkpoint is missing. With several backends, a learned method's name says which one it asked for."""
     built, notes = {}, []
-    for key in GRAY_METHODS:
+    for key in dict.fromkeys(keys):
         m = METHODS[key]
         if not m.learned:
             built[key] = [m.build(device=device)]
@@ -285,8 +285,9 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     try:
         images_u8 = subset(data.load_split(args.data, split="test").images, limit=args.limit, seed=args.seed)
-        sources = {"article": args.article, "default": args.model, "impulse": args.impulse}
-        built, notes = build_methods(sources=sources, device=device, backends=args.backend)
+        sources = {"article": args.article, "default": args.model, "colour_fill": args.model, "impulse": args.impulse}
+        keys = GRAY_METHODS if args.no_color else GRAY_METHODS + COLOR_METHODS
+        built, notes = build_methods(sources=sources, device=device, backends=args.backend, keys=keys)
     except ValueError as exc:  # unreadable data or checkpoint: say which, without a traceback
         raise SystemExit(f"error: {exc}") from exc
     for note in notes:
@@ -306,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
             "image_size": f"{images_u8.shape[-1]}×{images_u8.shape[-2]}", "device": str(device),
             "device_name": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "batch_size": args.batch_size, "seed": args.seed,
-            "backends": {d.name: d.backend for k in GRAY_METHODS for d in built.get(k, []) if METHODS[k].learned},
+            "backends": {d.name: d.backend for k in built for d in built[k] if METHODS[k].learned},
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": time.perf_counter() - started}
     results = {"meta": meta, "notes": notes,
