@@ -85,7 +85,7 @@ class _Patches:
         return padded[n[:, None, None], :, rows, cols].permute(0, 3, 1, 2)  # (P, K, K, C) -> (P, C, K, K)
 
 
-def _pair_estimates(noisy: torch.Tensor, estimate: torch.Tensor, observed: torch.Tensor, inside: torch.Tensor,
+def _pair_estimates(noisy: torch.Tensor, estimate: torch.Tensor, observed: torch.Tensor, neighbours: torch.Tensor,
                     c: int, o: int, windows: tuple[int, ...], sums: Callable, at: Callable) -> dict:
     """For channels c and o: (c, o) -> channel c's value from channel o's and where to trust it, and (o, c)
     the other way round, as the module docstring says."""
@@ -96,7 +96,7 @@ def _pair_estimates(noisy: torch.Tensor, estimate: torch.Tensor, observed: torch
     # Last resort: the mean difference of the denoiser's own estimates over the largest window, pixel left out.
     last = windows[-1]
     est = estimate[:, c:c + 1] - estimate[:, o:o + 1]
-    diff = (sums(est)(last) - at(est)) / (sums(inside)(last) - 1).clamp_min(1)
+    diff = (sums(est)(last) - at(est)) / neighbours
     for window in reversed(windows):  # the smallest window with an observation gives the difference
         n = count(window)
         diff = torch.where(n > 0.5, total(window) / n.clamp_min(1), diff)
@@ -116,9 +116,10 @@ def _pair_estimates(noisy: torch.Tensor, estimate: torch.Tensor, observed: torch
 def _estimates(noisy: torch.Tensor, estimate: torch.Tensor, observed: torch.Tensor, inside: torch.Tensor,
                windows: tuple[int, ...], sums: Callable, at: Callable) -> torch.Tensor:
     """The re-estimated output: (N, 3, H, W) from whole tensors, or (P, 3, 1, 1) from patches."""
+    neighbours = (sums(inside)(windows[-1]) - 1).clamp_min(1)  # the largest window's pixels in the image, less one
     pairs = {}
     for c, o in ((0, 1), (0, 2), (1, 2)):
-        pairs |= _pair_estimates(noisy, estimate, observed, inside, c, o, windows, sums, at)
+        pairs |= _pair_estimates(noisy, estimate, observed, neighbours, c, o, windows, sums, at)
     columns = []
     for c in range(3):
         total, weight = 0.0, 0.0
