@@ -50,8 +50,9 @@ ARTICLE_METHOD = METHODS["article"].label
 MODEL_METHOD = METHODS["default"].label
 GRAY_METHODS = ("median3", "median5", "adaptive_median", "article", "default", "impulse")
 # The article's model knows only 32x32 grayscale, so the colour table is the default model against the
-# per-channel filters. The colour fill (`denoiser.colour`) has nothing to do on one channel: colour only.
-COLOR_METHODS = ("median3", "adaptive_median", "default", "colour_fill", "impulse")
+# per-channel filters. The default model without its colour fill (`denoiser.colour`) is the same model on one
+# channel, so it is a column of this table only.
+COLOR_METHODS = ("median3", "adaptive_median", "default", "no_colour_fill", "impulse")
 
 
 class NoisyInput(Denoiser):
@@ -285,7 +286,8 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     try:
         images_u8 = subset(data.load_split(args.data, split="test").images, limit=args.limit, seed=args.seed)
-        sources = {"article": args.article, "default": args.model, "colour_fill": args.model, "impulse": args.impulse}
+        sources = {"article": args.article, "default": args.model, "no_colour_fill": args.model,
+                   "impulse": args.impulse}
         keys = GRAY_METHODS if args.no_color else GRAY_METHODS + COLOR_METHODS
         built, notes = build_methods(sources=sources, device=device, backends=args.backend, keys=keys)
     except ValueError as exc:  # unreadable data or checkpoint: say which, without a traceback

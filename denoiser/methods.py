@@ -42,7 +42,9 @@ class Method:
 
 METHODS: dict[str, Method] = {m.key: m for m in (
     Method("default", "Default model", "a U-Net trained here; it repaints only the pixels it judges to be "
-           "impulses and leaves every other pixel as it is", True,
+           "impulses and leaves every other pixel as it is. On colour images it runs channel by channel, then "
+           "each value it repainted is re-estimated from the pixel's other channels and its neighbours' colour",
+           True,
            lambda source, device, backend: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
                                                         backend=backend)),
     Method("impulse", "Impulse U-Net", "a colour U-Net that learned which values are impulses, also those that "
@@ -61,11 +63,10 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("adaptive_median", "Adaptive median", "a median filter that grows its window where noise is "
            "dense and only replaces pixels it judges to be noise (Hwang and Haddad, 1995; no learning)", False,
            lambda _, device, __: AdaptiveMedianDenoiser(max_window=7, device=device)),
-    Method("colour_fill", "Default + colour fill", "the default model, then each colour value it repainted is "
-           "re-estimated from the same pixel's kept channels and the local colour difference: per-channel noise "
-           "is repaired from the channels it spared", True,
+    Method("no_colour_fill", "Default, no colour fill", "the default model with each colour channel left as "
+           "its network repainted it, alone: no value re-estimated from the pixel's other channels", True,
            lambda source, device, backend: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
-                                                        backend=backend, colour_fill=True)),
+                                                        backend=backend, colour_fill=False)),
 )}
 
 

@@ -19,8 +19,9 @@ impulse's channels are 1 - k/255 for salt or k/255 for pepper, k uniform in 0..1
 
 Methods go through `denoiser.methods.METHODS`, as users call them (`.denoise` on a uint8 numpy image): the
 default model (`--model`), the previous default (`--previous DIR`, or `--previous-rev REV` which takes
-`checkpoints/default` from that git revision), the adaptive median and the 3x3 median; the noisy input
-itself is a column too.
+`checkpoints/default` from that git revision; run without the colour fill, as it shipped), the Impulse U-Net,
+the adaptive median and the 3x3 median; the noisy input itself is a column too. `--without-fill` adds the
+default model without its colour fill as a column.
 
 Figures: PSNR and SSIM (`denoiser.metrics`), means over images. On the structure set also the structure
 pixels alone: their PSNR (the MSE over the mask's pixels and channels), and the share of them that is
@@ -518,14 +519,15 @@ def checkpoint_from_git(rev: str, into: Path, *, folder: str = "checkpoints/defa
 
 def build_methods(*, model: Path, previous: Path | None, device: torch.device, backend: str,
                   impulse: Path | None = None,
-                  colour_fill: bool = False) -> tuple[dict[str, Denoiser], list[str], list[str]]:
-    """(methods by column label, the learned columns' labels, notes on what was skipped). `colour_fill` adds
-    the default model with `denoiser.colour`'s re-estimate (the "colour_fill" method) as a column."""
+                  without_fill: bool = False) -> tuple[dict[str, Denoiser], list[str], list[str]]:
+    """(methods by column label, the learned columns' labels, notes on what was skipped). `without_fill` adds
+    the default model without `denoiser.colour`'s re-estimate (the "no_colour_fill" method) as a column. The
+    previous default runs without it too: it shipped so."""
     methods: dict[str, Denoiser] = {}
     learned, notes = [], []
     columns = ((METHODS["default"].label, "default", model),
-               (METHODS["colour_fill"].label, "colour_fill", model if colour_fill else None),
-               (PREVIOUS, "default", previous), (METHODS["impulse"].label, "impulse", impulse))
+               (METHODS["no_colour_fill"].label, "no_colour_fill", model if without_fill else None),
+               (PREVIOUS, "no_colour_fill", previous), (METHODS["impulse"].label, "impulse", impulse))
     for label, key, source in columns:
         if source is None:
             continue
@@ -595,9 +597,9 @@ def _parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="how the learned methods run (default auto: ONNX Runtime on the CPU when it can)")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"), help="folder for photos.md / .json")
-    parser.add_argument("--colour-fill", action="store_true",
-                        help="add a column: the default model with its repainted colour values re-estimated from "
-                             "the pixel's kept channels (denoiser.colour)")
+    parser.add_argument("--without-fill", action="store_true",
+                        help="add a column: the default model without its colour fill, each colour channel as "
+                             "the network repainted it (the no_colour_fill method; denoiser.colour)")
     parser.add_argument("--no-crops", action="store_true",
                         help="do not write the pictures (noisy | methods | clean) to OUT/photos-crops/")
     args = parser.parse_args(argv)
@@ -622,7 +624,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks.pho
                 previous = checkpoint_from_git(args.previous_rev, Path(tmp) / "checkpoint")
             methods, learned, notes = build_methods(model=args.model, previous=previous, impulse=args.impulse,
                                                     device=args.device, backend=args.backend,
-                                                    colour_fill=args.colour_fill)
+                                                    without_fill=args.without_fill)
             images, image_notes = load_images(sets=args.sets, photos=args.photos, quick=args.quick,
                                               structure_size=args.structure_size, seed=args.seed)
         except ValueError as exc:  # an unreadable checkpoint, revision or photo collection: say which

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 GRAY_NOISES = ["Article rule 0.2", "Amount 0.1", "Amount 0.3", "Amount 0.5", "Amount 0.7", "Amount 0.9"]
 GRAY_METHODS = ["Noisy input", "3×3 median", "5×5 median", "Adaptive median", "Article autoencoder", "Default model",
                 "Impulse U-Net"]
-COLOR_METHODS = ["Noisy input", "3×3 median", "Adaptive median", "Default model", "Default + colour fill",
+COLOR_METHODS = ["Noisy input", "3×3 median", "Adaptive median", "Default model", "Default, no colour fill",
                  "Impulse U-Net"]
 
 
