@@ -95,7 +95,7 @@ DEFAULT_AMOUNT = 0.25  # the article's intensity 0.2 corrupts 25% of pixels
 MAX_SEED = 2**32 - 1
 NEAR_EXTREME = 15 / 255  # within this of 0 or 1 a value may be a (compressed) impulse
 FEW_IMPULSES = 0.01  # below this share of such values, an "already noisy" image barely has impulse noise
-APP_METHODS = ("default", "impulse", "article", "median3", "adaptive_median")
+APP_METHODS = ("default", "impulse", "article", "median3", "adaptive_median", "no_colour_fill")
 # Where `spaces` really lends GPUs (it reads this variable itself), the decorated call runs in another
 # process, so a progress callback cannot cross into it; an installed `spaces` elsewhere changes nothing.
 ON_ZERO_GPU = "spaces" in sys.modules and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
@@ -403,13 +403,13 @@ def _seed(value: Any) -> int:
     return int(seed)
 
 
-def _flag(value: Any) -> bool:
-    """`already_noisy`: a JSON true or false. A string such as "false" is refused, never taken as true."""
+def _flag(value: Any, name: str) -> bool:
+    """A check box: a JSON true or false. A string such as "false" is refused, never taken as true."""
     if value is None:
         return False
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    raise InputError(f"already_noisy must be true or false, got {value!r:.60} ({type(value).__name__}).")
+    raise InputError(f"{name} must be true or false, got {value!r:.60} ({type(value).__name__}).")
 
 
 def _method(value: Any) -> str:
@@ -444,10 +444,11 @@ def summary_markdown(numbers: dict[str, Any], notes: list[str]) -> str:
               f"for this {numbers['width']}×{numbers['height']} {kind} image.")]
     if numbers["added_noise"]:
         identical = " (identical)" if numbers["psnr_denoised"] >= MAX_PSNR_DB else ""
+        hit = "colour values" if numbers["noise_per_channel"] and numbers["channels"] == 3 else "pixels"
         lines += ["",
                   "| compared with the clean image | PSNR in dB (higher is better) | SSIM (1 = identical) |",
                   "|---|---|---|",
-                  (f"| noisy ({numbers['noise_amount']:.0%} of pixels hit) | {_fmt(numbers['psnr_noisy'], 2)} "
+                  (f"| noisy ({numbers['noise_amount']:.0%} of {hit} hit) | {_fmt(numbers['psnr_noisy'], 2)} "
                    f"| {_fmt(numbers['ssim_noisy'], 3)} |"),
                   (f"| denoised | {_fmt(numbers['psnr_denoised'], 2)}{identical} "
                    f"| {_fmt(numbers['ssim_denoised'], 3)} |")]
@@ -487,14 +488,16 @@ def _denoise(key: str, pixels: np.ndarray, progress: gr.Progress) -> tuple[np.nd
 
 
 @_user_errors
-def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_noisy: Any,
+def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_noisy: Any, per_channel: Any = False,
                   progress: gr.Progress = gr.Progress()):
     """Add seeded salt-and-pepper noise (unless the image is already noisy), denoise, score, save."""
     start = time.perf_counter()
-    key, amount, seed, already_noisy = _method(method), _amount(intensity), _seed(seed), _flag(already_noisy)
+    key, amount, seed = _method(method), _amount(intensity), _seed(seed)
+    already_noisy, per_channel = _flag(already_noisy, "already_noisy"), _flag(per_channel, "per_channel")
     progress(0.0, desc="Reading the image")
     loaded = _load(image)
-    noisy = loaded.pixels if already_noisy else salt_and_pepper_array(loaded.pixels, amount=amount, seed=seed)
+    noisy = loaded.pixels if already_noisy else salt_and_pepper_array(loaded.pixels, amount=amount, seed=seed,
+                                                                      per_channel=per_channel)
     folder, stem = new_result_folder(), safe_stem(loaded.name)
     # The noisy image's PNG and scores are worked out beside the model call, the denoised PNG beside its scores.
     noisy_png = BACKGROUND.submit(save_png, noisy, loaded.alpha, folder / f"{stem}-noisy.png")
@@ -512,7 +515,7 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
                                 "after the noise was added, which smears the impulses these methods look for."
                                 + ("" if key == "impulse" else " The Impulse U-Net is trained for such files: "
                                    "try it."))
-        elif key == "default" and loaded.format == "JPEG":
+        elif key in ("default", "no_colour_fill") and loaded.format == "JPEG":
             loaded.notes.append("This is a JPEG file: compression moves salt-and-pepper dots off pure black and "
                                 "white, and the default model repaints only pure black and white. The Impulse "
                                 "U-Net learned to find the moved dots: try it.")
@@ -527,6 +530,7 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
         "width": int(loaded.pixels.shape[1]), "height": int(loaded.pixels.shape[0]),
         "channels": 1 if loaded.pixels.ndim == 2 else 3, "has_alpha": loaded.alpha is not None,
         "added_noise": not already_noisy, "noise_amount": 0.0 if already_noisy else amount, "seed": seed,
+        "noise_per_channel": per_channel and not already_noisy,
         **dict(zip(("psnr_noisy", "ssim_noisy", "psnr_denoised", "ssim_denoised"), map(_rounded, scores))),
         "model_seconds": round(model_seconds, 5), "total_seconds": round(time.perf_counter() - start, 5),
     }
@@ -537,11 +541,12 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
 
 
 @_user_errors
-def noise_only(image: Any, intensity: Any, seed: Any):
-    """Just the noise step: the image with seeded salt-and-pepper noise on `intensity` of its pixels."""
-    amount, seed = _amount(intensity), _seed(seed)
+def noise_only(image: Any, intensity: Any, seed: Any, per_channel: Any = False):
+    """Just the noise step: the image with seeded salt-and-pepper noise on `intensity` of its pixels (or of
+    its colour values, `per_channel`)."""
+    amount, seed, per_channel = _amount(intensity), _seed(seed), _flag(per_channel, "per_channel")
     loaded = _load(image)
-    noisy = salt_and_pepper_array(loaded.pixels, amount=amount, seed=seed)
+    noisy = salt_and_pepper_array(loaded.pixels, amount=amount, seed=seed, per_channel=per_channel)
     path = save_png(noisy, loaded.alpha, new_result_folder() / f"{safe_stem(loaded.name)}-noisy.png")
     del loaded, noisy
     release_memory()
@@ -567,7 +572,9 @@ def pick_from_gallery(evt: gr.SelectData) -> str:
 
 def toggle_noisy(already_noisy: bool):
     label = "Denoise" if already_noisy else "Add noise, then denoise"
-    return gr.Button(value=label), gr.Slider(interactive=not already_noisy), gr.Number(interactive=not already_noisy)
+    adding = not already_noisy
+    return (gr.Button(value=label), gr.Slider(interactive=adding), gr.Number(interactive=adding),
+            gr.Checkbox(interactive=adding))
 
 
 def warm_up() -> None:
@@ -658,6 +665,9 @@ with gr.Blocks(title="Salt-and-pepper denoiser") as demo:
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
                                  info="Same seed, same noise.", elem_id="seed")
+                per_channel = gr.Checkbox(value=False, label="Noise per colour channel",
+                                          info="Each channel is hit on its own: coloured dots.",
+                                          elem_id="per-channel")
                 already_noisy = gr.Checkbox(value=False, label="My image is already noisy",
                                             info="Denoise only, add no noise.", elem_id="already-noisy")
             run = gr.Button("Add noise, then denoise", variant="primary", elem_id="run")
@@ -677,17 +687,18 @@ with gr.Blocks(title="Salt-and-pepper denoiser") as demo:
 
     # -----------------------------------------------------------------------------------------------------
     # Wiring. preprocess=False: the handlers read the upload themselves, so a bad file gets a clear error.
-    denoise_inputs = [input_image, method, intensity, seed, already_noisy]
+    denoise_inputs = [input_image, method, intensity, seed, already_noisy, per_channel]
     denoise_outputs = [noisy_out, denoised_out, compare, summary, numbers, download]
     run.click(denoise_image, denoise_inputs, denoise_outputs, api_name="denoise", preprocess=False).success(
         None, js=SHOW_RESULT_ON_PHONES)
     gallery.select(pick_from_gallery, None, input_image, api_visibility="private").then(
         denoise_image, denoise_inputs, denoise_outputs, preprocess=False, api_visibility="private").success(
         None, js=SHOW_RESULT_ON_PHONES)
-    already_noisy.change(toggle_noisy, already_noisy, [run, intensity, seed], api_visibility="private")
+    already_noisy.change(toggle_noisy, already_noisy, [run, intensity, seed, per_channel], api_visibility="private")
     # API only: the noise step alone, e.g. to make test images for the "already noisy" path.
     noise_button = gr.Button("Add noise only", visible=False)
-    noise_button.click(noise_only, [input_image, intensity, seed], noisy_out, api_name="add_noise", preprocess=False)
+    noise_button.click(noise_only, [input_image, intensity, seed, per_channel], noisy_out, api_name="add_noise",
+                       preprocess=False)
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 STARTUP_ENTRIES = frozenset(os.listdir(INSTANCE_DIR))

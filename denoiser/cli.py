@@ -227,6 +227,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="instead of denoising, write a noisy copy: this share of pixels (0 to 1) "
                              "turned white or black; to make demo inputs")
     parser.add_argument("--seed", type=int, default=0, help="noise seed for --add-noise (default: %(default)s)")
+    parser.add_argument("--per-channel", action="store_true",
+                        help="with --add-noise: hit each colour value on its own (coloured dots), not whole pixels")
     return parser
 
 
@@ -237,6 +239,8 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.error(f"--add-noise must be between 0 and 1, got {args.add_noise}")
     if args.seed < 0:
         parser.error(f"--seed must be 0 or more, got {args.seed}")
+    if args.per_channel and args.add_noise is None:
+        parser.error("--per-channel is an option of --add-noise")
     if args.checkpoint is not None and not METHODS[args.method].learned:
         parser.error(f"--checkpoint is for the learned methods "
                      f"({', '.join(k for k, m in METHODS.items() if m.learned)}), not {args.method!r}")
@@ -263,7 +267,8 @@ def _build_denoiser(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 def _process(job: Job, *, denoiser: Denoiser | None, args: argparse.Namespace, bar: tqdm) -> None:
     picture = read_picture(job.source)
     if denoiser is None:
-        picture.pixels = salt_and_pepper_array(picture.pixels, amount=args.add_noise, seed=args.seed)
+        picture.pixels = salt_and_pepper_array(picture.pixels, amount=args.add_noise, seed=args.seed,
+                                               per_channel=args.per_channel)
     else:
         def tiles(done: int, total: int) -> None:
             if total > 1:

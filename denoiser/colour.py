@@ -20,16 +20,20 @@ A pixel with every channel repainted (per-pixel salt-and-pepper hits whole pixel
 from the same neighbours channel by channel, each with its own error. There, each channel becomes the mean
 of the pixel's three values plus that channel's 3x3 mean offset from the mean of the three (both from the
 first step's output): brightness from all three estimates, colour from the neighbourhood. Measured on the
-25 validation photos and the 8 colour scikit-image photos (one noise draw each, scratch measurement),
-against the first step alone: +0.16 / +0.13 / +0.07 dB and +0.05 / +0.05 / +0.06 dB with per-pixel noise at
-0.1 / 0.5 / 0.9, +0.60 / +0.79 and +0.25 / +0.63 dB with per-channel noise at 0.3 / 0.7; weighting the
-pixel's own value 2-3 times the others' gave up to 0.1 dB less, a 5x5 or 7x7 offset up to 0.3 dB less.
+25 validation photos and the 3 colour photos of the photo benchmark's scikit-image set (its noise draws;
+scratch measurement), against the first step alone: +0.15 / +0.13 / +0.07 dB and +0.05 / +0.05 / +0.06 dB
+with per-pixel noise at 0.1 / 0.5 / 0.9, +0.60 / +0.79 and +0.25 / +0.63 dB with per-channel noise at 0.3
+/ 0.7. Weighting the pixel's own value 2 or 3 times the others' gained at most 0.04 dB and lost up to 0.2
+dB (per-channel 0.7); a 5x5 or 7x7 offset lost up to 0.3 dB on the photos and 0.5 dB on the structure set
+with per-pixel noise at 0.1. The same mean with colour differences taken from kept values only, as in the
+first step, scored within 0.1 dB of this for several times the work.
 
-On the 25 validation photos (`python -m benchmarks.photos --colour-fill`, against the default model in the
-same run, before the second step existed): per-channel noise at 0.1 / 0.3 / 0.5 / 0.7 gains 10.8 / 7.0 /
-4.1 / 1.8 dB; clean photos come back at 62.9 dB instead of 49.5 (genuinely saturated channels, which the
-model's rule takes for impulses, are recovered from the others); after JPEG it loses 0.9-1.5 dB, where the
-kept channels carry the impulses' smeared halos.
+The default model uses both steps on colour images (`denoiser.runners.ModelDenoiser`, `colour_fill`). On the
+25 validation photos (`python -m benchmarks.photos --without-fill`: the default model against its network
+alone, same run): per-channel noise at 0.1 / 0.3 / 0.5 / 0.7 gains 11.0 / 7.6 / 4.9 / 2.6 dB, per-pixel
+noise at 0.1 / 0.5 / 0.9 1.10 / 0.31 / 0.09 dB; clean photos come back at 62.9 dB instead of 49.5
+(genuinely saturated channels, which the network's rule takes for impulses, are recovered from the others);
+after JPEG it loses 0.9-1.5 dB, where the kept channels carry the impulses' smeared halos.
 """
 
 from __future__ import annotations
@@ -90,14 +94,14 @@ class _Patches:
         n, y, x = pixels
         padded = F.pad(t, (r, r, r, r))
         _, c, hp, wp = padded.shape
-        # One flat lookup of whole pixels: three times faster than indexing four dimensions at once.
-        rows = padded.permute(0, 2, 3, 1).reshape(-1, c)  # (N, C, Hp, Wp) -> (N * Hp * Wp, C): a pixel per row
+        # Flat indices into the padded tensor, one lookup: 5 ms where indexing four dimensions at once took 26
+        # (500 32x32 crops, per-pixel noise; profiler).
         steps = torch.arange(-r, r + 1, device=t.device)
-        offsets = (steps[:, None] * wp + steps[None, :]).flatten()  # (K * K,): the window, row by row
-        centres = (n * hp + y + r) * wp + x + r
+        window = (steps[:, None] * wp + steps[None, :]).flatten()  # (K * K,): the window, row by row
+        planes = (n[:, None] * c + torch.arange(c, device=t.device)) * (hp * wp)  # (P, C): each channel's start
+        index = planes[:, :, None] + ((y + r) * wp + x + r)[:, None, None] + window  # (P, C, K * K)
         k = 2 * r + 1
-        patches = rows[(centres[:, None] + offsets).flatten()]  # (P * K * K, C)
-        return patches.reshape(-1, k, k, c).permute(0, 3, 1, 2)  # (P * K * K, C) -> (P, K, K, C) -> (P, C, K, K)
+        return padded.take(index).reshape(-1, c, k, k)  # (P, C, K * K) -> (P, C, K, K)
 
 
 def _pair_estimates(noisy: torch.Tensor, estimate: torch.Tensor, observed: torch.Tensor, neighbours: torch.Tensor,
@@ -172,7 +176,12 @@ def _whole_pixels(filled: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
     """`filled` (N, 3, H, W) with each pixel where `hit` (N, 1, H, W) is set replaced by the mean of its three
     values plus each channel's 3x3 mean offset from that mean (edges replicated)."""
     mean = filled.mean(dim=1, keepdim=True)
-    offset = F.avg_pool2d(F.pad(filled - mean, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    padded = F.pad(filled - mean, (1, 1, 1, 1), mode="replicate")
+    h, w = filled.shape[-2:]
+    # A 3x3 box sum as shifted slices, rows then columns: with avg_pool2d instead the whole fill took 39 ms
+    # rather than 26 on a 512x512 photo with per-pixel noise, 70 rather than 41 on 500 32x32 crops (profiler).
+    rows = padded[..., :h, :] + padded[..., 1:h + 1, :] + padded[..., 2:, :]
+    offset = (rows[..., :w] + rows[..., 1:w + 1] + rows[..., 2:]) / 9
     return torch.where(hit, (mean + offset).clamp(0, 1), filled)
 
 
@@ -201,20 +210,29 @@ def colour_difference_fill(noisy: torch.Tensor, estimate: torch.Tensor, *,
     halo, h = max(windows) // 2, noisy.shape[-2]
     for top in range(0, h, BAND_ROWS):
         bottom = min(h, top + BAND_ROWS)
-        busy = todo[:, top:bottom].flatten(1).amax(dim=1).nonzero().flatten()  # the images with work here
-        if len(busy) == 0:
+        if (busy := _with_work(todo[:, top:bottom])) is None:
             continue
         lo, hi = max(0, top - halo), min(h, bottom + halo)  # a band reads `halo` rows beyond its own
         band = (noisy[busy, :, lo:hi], estimate[busy, :, lo:hi], observed[busy, :, lo:hi])
         out[busy, :, top:bottom] = _fill_band(*band, todo[busy, lo:hi], windows, slice(top - lo, bottom - lo))
     whole = (kept == 0).unsqueeze(1)  # (B, H, W) -> (B, 1, H, W): pixels with every channel repainted
-    filled = out.clone()  # the whole-pixel step reads the first step's output only
+    # The whole-pixel step reads the first step's output only: a copy, where bands would overwrite rows
+    # that the next band reads.
+    filled = out.clone() if h > BAND_ROWS else out
     for top in range(0, h, BAND_ROWS):
         bottom = min(h, top + BAND_ROWS)
-        busy = whole[:, 0, top:bottom].flatten(1).amax(dim=1).nonzero().flatten()
-        if len(busy) == 0:
+        if (busy := _with_work(whole[:, 0, top:bottom])) is None:
             continue
         lo, hi = max(0, top - 1), min(h, bottom + 1)
         band = _whole_pixels(filled[busy, :, lo:hi], whole[busy, :, lo:hi])
         out[busy, :, top:bottom] = band[:, :, top - lo:bottom - lo]
     return out
+
+
+def _with_work(flags: torch.Tensor) -> torch.Tensor | slice | None:
+    """The images whose (B, rows, W) `flags` hold a pixel with work: their indices, every image as a slice
+    (a view, not a copy, in the common case of a batch that all needs work), or None."""
+    busy = flags.flatten(1).amax(dim=1).nonzero().flatten()
+    if len(busy) == 0:
+        return None
+    return slice(None) if len(busy) == len(flags) else busy

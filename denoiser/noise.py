@@ -94,16 +94,21 @@ def article_noise(images: torch.Tensor, *, intensity: float = 0.2,
     return out
 
 
-def salt_and_pepper_array(image: np.ndarray, *, amount: float, seed: int) -> np.ndarray:
+def salt_and_pepper_array(image: np.ndarray, *, amount: float, seed: int, per_channel: bool = False) -> np.ndarray:
     """`salt_and_pepper` for one numpy image (see `denoiser.imaging`), seeded; same shape and dtype back.
 
-    The same pixels as `salt_and_pepper` on the image's tensor: the draw is per pixel, so it runs on a
-    one-channel grey marker and only the hit pixels are written into a copy of the image (4x faster on a
-    4-megapixel colour image than converting the whole image to a tensor and back).
+    The same values as `salt_and_pepper` on the image's tensor: the draw runs on a grey marker (one channel,
+    or one per colour channel with `per_channel`) and only the hit values are written into a copy of the
+    image (4x faster on a 4-megapixel colour image than converting the whole image to a tensor and back).
+    A grayscale image is hit the same way with or without `per_channel`.
     """
     _check_array(image)
-    marker = torch.full((1, 1, *image.shape[:2]), 0.5)  # (1, 1, H, W): 1 = salt, 0 = pepper, 0.5 = untouched
-    marker = salt_and_pepper(marker, amount=amount, generator=torch.Generator().manual_seed(seed))[0, 0].numpy()
+    channels = image.shape[2] if per_channel and image.ndim == 3 else 1
+    marker = torch.full((1, channels, *image.shape[:2]), 0.5)  # (1, C, H, W): 1 = salt, 0 = pepper, 0.5 = untouched
+    marker = salt_and_pepper(marker, amount=amount, per_channel=True,
+                             generator=torch.Generator().manual_seed(seed))[0].numpy()
+    # (C, H, W) -> (H, W, C) to index the colour values one by one; (1, H, W) -> (H, W) to index whole pixels.
+    marker = marker.transpose(1, 2, 0) if channels > 1 else marker[0]
     out = image.copy()
     out[marker == 1.0] = 255 if image.dtype == np.uint8 else 1.0
     out[marker == 0.0] = 0

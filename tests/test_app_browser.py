@@ -1,9 +1,10 @@
 """The demo in a real browser: Playwright drives Debian's chromium against the app launched in-process.
 
 One visit, step by step as a new user makes it: pick a gallery image, move the intensity slider, run and
-see both images and the scores, upload a file and run again (also as "already noisy"), send a broken file
-and see the error toast. Then a phone (390x844): the run button in view without scrolling, the gallery one
-class per column as its label says, a tap on a picture, and the result brought into view.
+see both images and the scores, upload a file and run again (with noise per colour channel, and as "already
+noisy"), send a broken file and see the error toast. Then a phone (390x844): the run button in view without
+scrolling, the gallery one class per column as its label says, a tap on a picture, and the result brought
+into view.
 Screenshots go to pytest's temporary folder; the README's are made by scripts/screenshots.py.
 """
 
@@ -83,10 +84,17 @@ def test_a_first_visit(page, tmp_path):
     assert "96×64 colour" in wait_for_summary(page, "96×64")
     expect(page.locator("#download")).to_contain_text("my-photo-denoised")
 
+    # noise per colour channel: coloured dots, counted as colour values
+    page.locator("#per-channel input[type=checkbox]").check()
+    page.locator("#run").click()
+    wait_for_summary(page, "50% of colour values hit")
+    page.locator("#per-channel input[type=checkbox]").uncheck()
+
     # "my image is already noisy": the button now only denoises, and there is nothing to score against
     page.locator("#already-noisy input[type=checkbox]").check()
     expect(page.locator("#run")).to_have_text("Denoise")
     expect(page.locator("#intensity input[type=range]")).to_be_disabled()
+    expect(page.locator("#per-channel input[type=checkbox]")).to_be_disabled()
     page.locator("#run").click()
     wait_for_summary(page, "already noisy")
     page.locator("#already-noisy input[type=checkbox]").uncheck()

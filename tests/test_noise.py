@@ -122,3 +122,22 @@ def test_numpy_images_keep_shape_dtype_and_seed() -> None:
     assert np.array_equal(a, salt_and_pepper_array(image, amount=0.3, seed=5))
     hit = ((a == 0) | (a == 255)).all(axis=2).mean()
     assert hit == pytest.approx(0.3, abs=0.05)
+
+
+def test_numpy_images_per_channel_hit_each_value_on_its_own() -> None:
+    import numpy as np
+
+    from denoiser.imaging import array_to_tensor, tensor_to_array
+    from denoiser.noise import salt_and_pepper_array
+
+    image = np.random.default_rng(0).integers(1, 255, (60, 50, 3)).astype(np.uint8)
+    a = salt_and_pepper_array(image, amount=0.4, seed=5, per_channel=True)
+    hit = (a == 0) | (a == 255)
+    assert hit.mean() == pytest.approx(0.4, abs=0.03)
+    assert hit.all(axis=2).mean() == pytest.approx(0.4**3, abs=0.02)  # independent channels: whole pixels are rare
+    expected = salt_and_pepper(array_to_tensor(image).unsqueeze(0), amount=0.4, per_channel=True,
+                               generator=torch.Generator().manual_seed(5))
+    assert np.array_equal(a, tensor_to_array(expected[0], like=image))  # the tensor function's very values
+    gray = image[..., 0]
+    assert np.array_equal(salt_and_pepper_array(gray, amount=0.4, seed=5, per_channel=True),
+                          salt_and_pepper_array(gray, amount=0.4, seed=5))  # one channel: the same either way
