@@ -1,10 +1,11 @@
 """Benchmark: a checkpoint on ONNX Runtime against PyTorch, in one run, on the same inputs (issue 13).
 
-Cases, each through `denoise_batch` as the app and the benchmark call it (padding, tiling and colour
-folding included): a batch of 500 32x32 colour images and the same in grayscale, as the CIFAR-10
-benchmark runs them; one 512x512 colour photo; one 2048x2048 colour photo, which runs in tiles. The
-images are scikit-image's astronaut (enlarged to 2048x2048 with Lanczos, and cut into 500 random 32x32
-crops), with salt-and-pepper noise at amount 0.5, fixed seed.
+Cases, each through `denoise_batch` as the app and the benchmark call it (padding, tiling, colour folding
+and the default model's colour fill included, the same torch code for both backends): a batch of 500
+32x32 colour images and the same in grayscale, as the CIFAR-10 benchmark runs them; one 512x512 colour
+photo; one 2048x2048 colour photo, which runs in tiles. The images are scikit-image's astronaut (enlarged
+to 2048x2048 with Lanczos, and cut into 500 random 32x32 crops), with salt-and-pepper noise at amount 0.5,
+fixed seed.
 
 Both backends are loaded from the same checkpoint and timed alternately, run by run, so that a machine
 shared with other work slows both alike; the table gives the median of `--runs` timed runs after one
@@ -12,6 +13,7 @@ warm-up, the speed-up, and the largest difference between the two outputs. ONNX 
 intra-op threads as torch (`torch.get_num_threads()`).
 
     python -m benchmarks.onnx_speed --runs 5 [--checkpoint DIR] [--cases 32x32-colour 512-colour ...]
+                                    [--no-colour-fill]
 """
 
 from __future__ import annotations
@@ -82,12 +84,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--cases", nargs="+", choices=list(LABELS), default=list(LABELS))
     p.add_argument("--amount", type=float, default=0.5, help="salt-and-pepper amount of the inputs")
+    p.add_argument("--no-colour-fill", action="store_true",
+                   help="run the default model without its colour fill (torch code after either backend), so the "
+                        "ratio is that of the network and the runner alone")
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error("--runs must be at least 1")
-    denoisers = {b: load_denoiser(args.checkpoint, device="cpu", backend=b) for b in ("torch", "onnx")}
+    options = {"colour_fill": False} if args.no_colour_fill else {}
+    denoisers = {b: load_denoiser(args.checkpoint, device="cpu", backend=b, **options) for b in ("torch", "onnx")}
     print(f"checkpoint {args.checkpoint}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"ONNX Runtime graph from {denoisers['onnx'].core.origin}; median of {args.runs} runs after a warm-up\n")
+          f"ONNX Runtime graph from {denoisers['onnx'].core.origin}; median of {args.runs} runs after a warm-up"
+          f"{'; no colour fill' if args.no_colour_fill else ''}\n")
     print("| case | torch (s) | ONNX Runtime (s) | speed-up | max difference |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for key in args.cases:

@@ -7,8 +7,9 @@ Methods: the noisy input itself, 3x3 and 5x5 medians, the Hwang-Haddad adaptive 
 the article's autoencoder checkpoint, the default model and the Impulse U-Net (its learned detector with
 the default model's U-Net); a checkpoint that is not there is skipped with a note. Grayscale noise settings: the article's rule at intensity 0.2 on article-normalized images
 (as the Paperspace article evaluates), and plain salt-and-pepper at amounts 0.1-0.9, half salt, on
-channel-mean grayscale. A colour table runs the two learned models and the per-channel filters on the RGB
-images with per-pixel salt-and-pepper at the same amounts.
+channel-mean grayscale. Two colour tables run the learned models and the per-channel filters on the RGB
+images at the same amounts: with per-pixel salt-and-pepper (a pixel turns white or black whole), and with
+per-channel salt-and-pepper (each colour value is hit on its own).
 
 Each setting's noisy images are drawn once, from their own seeded torch.Generator, so every method sees
 the same pixels and the figures repeat exactly from run to run and for any batch size. PSNR and SSIM are
@@ -97,10 +98,13 @@ def _article_gray(images_u8: torch.Tensor) -> torch.Tensor:
     return data.article_normalize(data.to_gray(images_u8))
 
 
-def _amount_setting(amount: float, *, prepare: Callable[[torch.Tensor], torch.Tensor]) -> NoiseSetting:
-    # Per-pixel impulses (noise.salt_and_pepper's default): a colour pixel turns white or black whole.
-    return NoiseSetting(f"amount-{amount}", f"Amount {amount}", prepare,
-                        lambda x, g: noise.salt_and_pepper(x, amount=amount, salt_share=0.5, generator=g))
+def _amount_setting(amount: float, *, prepare: Callable[[torch.Tensor], torch.Tensor],
+                    per_channel: bool = False) -> NoiseSetting:
+    # Per-pixel impulses (noise.salt_and_pepper's default) turn a colour pixel white or black whole.
+    key = f"per-channel-{amount}" if per_channel else f"amount-{amount}"
+    return NoiseSetting(key, f"Amount {amount}", prepare,
+                        lambda x, g: noise.salt_and_pepper(x, amount=amount, salt_share=0.5, per_channel=per_channel,
+                                                           generator=g))
 
 
 def gray_settings() -> list[NoiseSetting]:
@@ -110,8 +114,8 @@ def gray_settings() -> list[NoiseSetting]:
     return [article] + [_amount_setting(amount, prepare=data.to_gray) for amount in AMOUNTS]
 
 
-def color_settings() -> list[NoiseSetting]:
-    return [_amount_setting(amount, prepare=data.to_float) for amount in AMOUNTS]
+def color_settings(*, per_channel: bool = False) -> list[NoiseSetting]:
+    return [_amount_setting(amount, prepare=data.to_float, per_channel=per_channel) for amount in AMOUNTS]
 
 
 def build_methods(*, sources: dict[str, Path], device: torch.device, backends: tuple[str, ...] = ("auto",),
@@ -257,7 +261,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--article", type=Path, default=ARTICLE_CHECKPOINT, help="article checkpoint folder")
     parser.add_argument("--model", type=Path, default=DEFAULT_CHECKPOINT, help="default model checkpoint folder")
     parser.add_argument("--impulse", type=Path, default=IMPULSE_CHECKPOINT, help="Impulse U-Net checkpoint folder")
-    parser.add_argument("--no-color", action="store_true", help="skip the colour table")
+    parser.add_argument("--no-color", action="store_true", help="skip the colour tables")
     parser.add_argument("--backend", nargs="+", choices=BACKENDS, default=["auto"],
                         help="how the learned methods run (default auto: ONNX Runtime on the CPU when it can); "
                              "several, e.g. --backend torch onnx, measure each in the same run")
@@ -301,9 +305,10 @@ def main(argv: list[str] | None = None) -> dict:
               device=device)
     if not args.no_color:
         color_methods = {NOISY_INPUT: noisy, **{d.name: d for k in COLOR_METHODS for d in built.get(k, [])}}
-        tables.append(Table("Colour"))
-        run_table(tables[1], color_methods, color_settings(), images_u8, batch_size=args.batch_size,
-                  seed=args.seed + 100, device=device)
+        for title, per_channel, offset in (("Colour", False, 100), ("Colour, per-channel noise", True, 200)):
+            tables.append(Table(title))
+            run_table(tables[-1], color_methods, color_settings(per_channel=per_channel), images_u8,
+                      batch_size=args.batch_size, seed=args.seed + offset, device=device)
 
     meta = {"data": str(args.data), "images": len(images_u8),
             "image_size": f"{images_u8.shape[-1]}×{images_u8.shape[-2]}", "device": str(device),

@@ -56,9 +56,13 @@ def test_end_to_end_writes_every_figure(jpeg_folder: Path, checkpoints: tuple[Pa
 
     gray = {(r["method"], r["noise"]): r for r in results["tables"]["grayscale"]}
     color = {(r["method"], r["noise"]): r for r in results["tables"]["colour"]}
+    per_channel = {(r["method"], r["noise"]): r for r in results["tables"]["colour, per-channel noise"]}
     assert set(gray) == {(m, n) for m in GRAY_METHODS for n in GRAY_NOISES}
-    assert set(color) == {(m, n) for m in COLOR_METHODS for n in GRAY_NOISES[1:]}
-    for row in [*gray.values(), *color.values()]:
+    assert set(color) == set(per_channel) == {(m, n) for m in COLOR_METHODS for n in GRAY_NOISES[1:]}
+    assert {r["noise_key"] for r in per_channel.values()} == {f"per-channel-{a}" for a in (0.1, 0.3, 0.5, 0.7, 0.9)}
+    # Independent channels leave most hit pixels with an intact value: the noisy images differ from per-pixel ones.
+    assert color["Noisy input", "Amount 0.3"]["psnr"] != per_channel["Noisy input", "Amount 0.3"]["psnr"]
+    for row in [*gray.values(), *color.values(), *per_channel.values()]:
         assert row["images"] == 5 and math.isfinite(row["psnr"]) and -1 <= row["ssim"] <= 1
         assert (row["images_per_s"] is None) == (row["method"] == "Noisy input")
     # The noisy input gets worse as the amount grows, and a filter beats it: the figures are real measurements.
@@ -66,7 +70,8 @@ def test_end_to_end_writes_every_figure(jpeg_folder: Path, checkpoints: tuple[Pa
     assert noisy_psnr == sorted(noisy_psnr, reverse=True)
     assert gray["Adaptive median", "Amount 0.3"]["psnr"] > gray["Noisy input", "Amount 0.3"]["psnr"] + 10
     assert set(results["speed"]["grayscale"]) == set(GRAY_METHODS[1:])
-    assert set(results["speed"]["colour"]) == set(COLOR_METHODS[1:])
+    speeds = results["speed"]
+    assert set(speeds["colour"]) == set(speeds["colour, per-channel noise"]) == set(COLOR_METHODS[1:])
 
     markdown = (tmp_path / "results.md").read_text()
     assert "| Noise | " + " | ".join(GRAY_METHODS) + " |" in markdown
