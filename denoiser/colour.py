@@ -208,7 +208,15 @@ def colour_difference_fill(noisy: torch.Tensor, estimate: torch.Tensor, *,
         raise ValueError(f"windows must be odd and positive, got {windows}")
     observed = (estimate == noisy).to(noisy.dtype)  # what the denoiser kept
     kept = observed.sum(dim=1)  # (B, H, W): channels kept per pixel
-    todo = (kept > 0) & (kept < 3)  # pixels with a repainted value and a kept one
+    out = _kept_channel_step(noisy, estimate, observed, (kept > 0) & (kept < 3), windows)
+    _whole_pixel_step(out, (kept == 0).unsqueeze(1))  # (B, H, W) -> (B, 1, H, W)
+    return out
+
+
+def _kept_channel_step(noisy: torch.Tensor, estimate: torch.Tensor, observed: torch.Tensor, todo: torch.Tensor,
+                       windows: tuple[int, ...]) -> torch.Tensor:
+    """`estimate` with the repainted values of the pixels where `todo` (B, H, W) is set re-estimated from
+    their kept channels, band by band."""
     out = estimate.clone()
     halo, h = max(windows) // 2, noisy.shape[-2]
     for top in range(0, h, BAND_ROWS):
@@ -218,18 +226,23 @@ def colour_difference_fill(noisy: torch.Tensor, estimate: torch.Tensor, *,
         lo, hi = max(0, top - halo), min(h, bottom + halo)  # a band reads `halo` rows beyond its own
         band = (noisy[busy, :, lo:hi], estimate[busy, :, lo:hi], observed[busy, :, lo:hi])
         out[busy, :, top:bottom] = _fill_band(*band, todo[busy, lo:hi], windows, slice(top - lo, bottom - lo))
-    whole = (kept == 0).unsqueeze(1)  # (B, H, W) -> (B, 1, H, W): pixels with every channel repainted
+    return out
+
+
+def _whole_pixel_step(out: torch.Tensor, whole: torch.Tensor) -> None:
+    """Re-estimate, in place, the pixels of `out` (B, 3, H, W) where `whole` (B, 1, H, W) is set, band by band
+    (`_whole_pixels`), each band reading the first step's output one row beyond it."""
+    h = out.shape[-2]
     above = None  # the first step's output in the row above this band, which the band above has rewritten
     for top in range(0, h, BAND_ROWS):
         bottom, hi = min(h, top + BAND_ROWS), min(h, top + BAND_ROWS + 1)
-        lo = top if above is None else top - 1  # the step reads one row beyond the band
+        lo = top if above is None else top - 1
         rows = out[:, :, top:hi] if above is None else torch.cat([above, out[:, :, top:hi]], dim=2)
         above = out[:, :, bottom - 1:bottom].clone()
         if (busy := _with_work(whole[:, 0, top:bottom])) is None:
             continue
         band = _whole_pixels(rows[busy], whole[busy, :, lo:hi])
         out[busy, :, top:bottom] = band[:, :, top - lo:bottom - lo]
-    return out
 
 
 def _with_work(flags: torch.Tensor) -> torch.Tensor | slice | None:
