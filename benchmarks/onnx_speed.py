@@ -13,13 +13,18 @@ warm-up, the speed-up, and the largest difference between the two outputs. ONNX 
 intra-op threads as torch (`torch.get_num_threads()`).
 
     python -m benchmarks.onnx_speed --runs 5 [--checkpoint DIR] [--cases 32x32-colour 512-colour ...]
-                                    [--no-colour-fill]
+                                    [--no-colour-fill] [--compare-rev REV | --compare DIR]
+
+`--compare-rev REV` (the default model of an earlier commit, `git show`) or `--compare DIR` adds that
+checkpoint on ONNX Runtime to the same alternation, with the checkpoint's speed-up over it: how issue 9's
+speed target (the new default model against the previous one) is measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +37,8 @@ from denoiser import DEFAULT_CHECKPOINT, load_denoiser
 from denoiser.imaging import array_to_tensor
 from denoiser.interface import Denoiser
 from denoiser.noise import salt_and_pepper
+from denoiser.photo_benchmark import checkpoint_from_git
+from denoiser.runners import ByChannels
 
 
 def _astronaut() -> np.ndarray:
@@ -74,8 +81,15 @@ def time_both(denoisers: dict[str, Denoiser], noisy: torch.Tensor, *, runs: int)
             tic = time.perf_counter()
             d.denoise_batch(noisy)
             seconds[name].append(time.perf_counter() - tic)
-    first, second = outputs.values()
-    return {name: statistics.median(s) for name, s in seconds.items()}, (first - second).abs().max().item()
+    return {name: statistics.median(s) for name, s in seconds.items()}, \
+        (outputs["torch"] - outputs["onnx"]).abs().max().item()
+
+
+def graph_origins(denoiser: Denoiser) -> str:
+    """Where the ONNX Runtime graphs came from: one file, or a folder's grayscale and colour networks'."""
+    if isinstance(denoiser, ByChannels):
+        return f"{denoiser.gray.core.origin} (grayscale), {denoiser.colour.core.origin} (colour)"
+    return denoiser.core.origin
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--cases", nargs="+", choices=list(LABELS), default=list(LABELS))
     p.add_argument("--amount", type=float, default=0.5, help="salt-and-pepper amount of the inputs")
+    other = p.add_mutually_exclusive_group()
+    other.add_argument("--compare", type=Path, metavar="DIR", help="also time this checkpoint (ONNX Runtime)")
+    other.add_argument("--compare-rev", metavar="REV", help="also time checkpoints/default at this git revision")
     p.add_argument("--no-colour-fill", action="store_true",
                    help="run the default model without its colour fill (torch code after either backend), so the "
                         "ratio is that of the network and the runner alone")
@@ -91,18 +108,27 @@ def main(argv: list[str] | None = None) -> None:
     if args.runs < 1:
         p.error("--runs must be at least 1")
     options = {"colour_fill": False} if args.no_colour_fill else {}
-    denoisers = {b: load_denoiser(args.checkpoint, device="cpu", backend=b, **options) for b in ("torch", "onnx")}
-    print(f"checkpoint {args.checkpoint}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"ONNX Runtime graph from {denoisers['onnx'].core.origin}; median of {args.runs} runs after a warm-up"
-          f"{'; no colour fill' if args.no_colour_fill else ''}\n")
-    print("| case | torch (s) | ONNX Runtime (s) | speed-up | max difference |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for key in args.cases:
-        noisy = salt_and_pepper(cases()[key](), amount=args.amount, generator=torch.Generator().manual_seed(0))
-        seconds, diff = time_both(denoisers, noisy, runs=args.runs)
-        print(f"| {LABELS[key]} | {seconds['torch']:.3f} | {seconds['onnx']:.3f} | "
-              f"{seconds['torch'] / seconds['onnx']:.2f}× | {diff:.1e} |", flush=True)
-
+    # The compared checkpoint's files must outlive its sessions (ONNX Runtime reopens the graph from its path).
+    with tempfile.TemporaryDirectory() as tmp:
+        compare = checkpoint_from_git(args.compare_rev, Path(tmp) / "compare") if args.compare_rev else args.compare
+        denoisers = {b: load_denoiser(args.checkpoint, device="cpu", backend=b, **options) for b in ("torch", "onnx")}
+        if compare is not None:
+            denoisers["compare"] = load_denoiser(compare, device="cpu", backend="onnx", **options)
+        print(f"checkpoint {args.checkpoint}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+              f"ONNX Runtime graphs from {graph_origins(denoisers['onnx'])}; median of {args.runs} runs after a "
+              f"warm-up{'; no colour fill' if args.no_colour_fill else ''}"
+              f"{f'; compared with {args.compare_rev or compare} on ONNX Runtime' if compare is not None else ''}\n")
+        extra = (" compared (s) | speed-up over it |", " ---: | ---: |") if compare is not None else ("", "")
+        print(f"| case | torch (s) | ONNX Runtime (s) | speed-up | max difference |{extra[0]}")
+        print(f"| --- | ---: | ---: | ---: | ---: |{extra[1]}")
+        for key in args.cases:
+            noisy = salt_and_pepper(cases()[key](), amount=args.amount, generator=torch.Generator().manual_seed(0))
+            seconds, diff = time_both(denoisers, noisy, runs=args.runs)
+            row = (f"| {LABELS[key]} | {seconds['torch']:.3f} | {seconds['onnx']:.3f} | "
+                   f"{seconds['torch'] / seconds['onnx']:.2f}× | {diff:.1e} |")
+            if compare is not None:
+                row += f" {seconds['compare']:.3f} | {seconds['compare'] / seconds['onnx']:.2f}× |"
+            print(row, flush=True)
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,9 @@
   Markdown), so the folder is a Hugging Face Hub model repo as it stands.
 * `model.onnx` (optional): the model's core for ONNX Runtime, exported by `copy_checkpoint` when a
   checkpoint is published, with the hash of the weights it came from (`denoiser.onnx_backend`).
+* `colour/` (optional): a checkpoint folder of its own, the same files, with a network for colour images
+  in one pass; `denoiser.inference.load_denoiser` then sends colour images there and the rest to the
+  folder's own network (`train.py --recipe default-colour` publishes one into `checkpoints/default`).
 
 Writes go to a temporary folder beside the target and are renamed into place file by file, weights before
 config, so a crash never leaves a half-written file where the app looks for weights, and a reader that sees
@@ -37,6 +40,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
 ONNX_FILE = "model.onnx"  # optional: the ONNX Runtime export, written at publish time (denoiser.onnx_backend)
 CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, ONNX_FILE)
+COLOUR_FOLDER = "colour"  # optional sub-folder: the checkpoint of a network for colour images
 # A reader that sees the new config sees the new weights; model.onnx names the weights it came from by hash.
 WRITE_ORDER = (WEIGHTS_FILE, ONNX_FILE, CARD_FILE, CONFIG_FILE)
 
@@ -84,7 +88,8 @@ def resolve_source(source: str | Path) -> Path:
         raise ValueError(f"{source} is neither a checkpoint folder nor a Hugging Face Hub repo id (owner/name)")
     from huggingface_hub import snapshot_download  # only needed for the Hub; keeps offline use import-light
 
-    return Path(snapshot_download(repo_id=str(source), allow_patterns=list(CHECKPOINT_FILES)))
+    files = [*CHECKPOINT_FILES, *(f"{COLOUR_FOLDER}/{name}" for name in CHECKPOINT_FILES)]
+    return Path(snapshot_download(repo_id=str(source), allow_patterns=files))
 
 
 def read_config(folder: Path) -> dict:

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from denoiser.architectures import wrap_model
-from denoiser.checkpoint import load_model, resolve_source
+from denoiser.checkpoint import COLOUR_FOLDER, is_checkpoint, load_model, resolve_source
 from denoiser.interface import Denoiser, select_device
+from denoiser.runners import ByChannels
 
 # A clone keeps the shipped weights at the repository root, where train.py publishes and the app loads them;
 # `pip install .` copies them into the package (pyproject.toml maps checkpoints/ to denoiser/checkpoints/).
@@ -49,7 +50,9 @@ def load_denoiser(source: str | Path | None = None, *, device: str | torch.devic
 
     The ONNX graph is the checkpoint's `model.onnx` when it matches the weights, else an export cached in
     `$XDG_CACHE_HOME/denoiser/onnx` (see `denoiser.onnx_backend`). `options` go to the architecture's
-    runner (e.g. `tile_size` for the default model).
+    runner (e.g. `tile_size` for the default model). A folder with a `colour/` checkpoint inside gives a
+    `denoiser.runners.ByChannels`: colour images go through that network, in one pass, and grayscale ones
+    through the folder's own.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -59,6 +62,15 @@ def load_denoiser(source: str | Path | None = None, *, device: str | torch.devic
     if backend == "onnx" and device.type != "cpu":
         raise ValueError(f"backend 'onnx' runs on the CPU only, not on {device}; use backend='torch' or 'auto'")
     folder = resolve_source(DEFAULT_CHECKPOINT if source is None else source)
+    denoiser = _runner(folder, device=device, backend=backend, options=options)
+    if not is_checkpoint(folder / COLOUR_FOLDER):
+        return denoiser
+    return ByChannels(gray=denoiser, colour=_runner(folder / COLOUR_FOLDER, device=device, backend=backend,
+                                                    options=options))
+
+
+def _runner(folder: Path, *, device: torch.device, backend: str, options: dict) -> Denoiser:
+    """The checkpoint in `folder` wrapped for inference, on the backend asked for."""
     denoiser = wrap_model(load_model(folder, device=device), **options)
     if backend == "torch" or device.type != "cpu":
         return denoiser

@@ -499,18 +499,20 @@ QUICK_STRUCTURE_SIZE = 128
 
 
 def checkpoint_from_git(rev: str, into: Path, *, folder: str = "checkpoints/default") -> Path:
-    """`folder` as it was at git revision `rev`, written into `into` (`git show REV:PATH` for each file)."""
+    """`folder` as it was at git revision `rev`, sub-folders (a `colour/` network) included, written into
+    `into` (`git show REV:PATH` for each file)."""
     def git(*args: str) -> bytes:
         done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True)
         if done.returncode != 0:
             raise ValueError(f"git {' '.join(args)} failed: {done.stderr.decode(errors='replace').strip()}")
         return done.stdout
 
-    names = git("ls-tree", "--name-only", f"{rev}:{folder}").decode().split()
+    names = git("ls-tree", "-r", "--name-only", f"{rev}:{folder}").decode().split()
     if not names:
         raise ValueError(f"{folder} is empty at git revision {rev}")
     into.mkdir(parents=True, exist_ok=True)
     for name in names:
+        (into / name).parent.mkdir(parents=True, exist_ok=True)
         (into / name).write_bytes(git("show", f"{rev}:{folder}/{name}"))
     if not is_checkpoint(into):
         raise ValueError(f"{folder} at git revision {rev} is not a checkpoint (no config.json and weights)")
@@ -522,12 +524,12 @@ def build_methods(*, model: Path, previous: Path | None, device: torch.device, b
                   without_fill: bool = False) -> tuple[dict[str, Denoiser], list[str], list[str]]:
     """(methods by column label, the learned columns' labels, notes on what was skipped). `without_fill` adds
     the default model without `denoiser.colour`'s re-estimate (the "no_colour_fill" method) as a column. The
-    previous default runs without it too: it shipped so."""
+    previous default runs as the default method does today, the colour fill on."""
     methods: dict[str, Denoiser] = {}
     learned, notes = [], []
     columns = ((METHODS["default"].label, "default", model),
                (METHODS["no_colour_fill"].label, "no_colour_fill", model if without_fill else None),
-               (PREVIOUS, "no_colour_fill", previous), (METHODS["impulse"].label, "impulse", impulse))
+               (PREVIOUS, "default", previous), (METHODS["impulse"].label, "impulse", impulse))
     for label, key, source in columns:
         if source is None:
             continue

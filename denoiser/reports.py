@@ -124,6 +124,7 @@ def psnr_figure(history: list[dict]) -> Figure:
     if values:
         ax.annotate(f"{values[-1]:.2f} dB", (epochs[-1], values[-1]), textcoords="offset points", xytext=(-8, 8),
                     ha="right", fontsize=8)
+        ax.margins(y=0.15)  # the last value is usually the highest: room above it for the label
     _epoch_axis(ax, max(epochs, default=1))
     ax.set_ylabel("dB")
     ax.legend(fontsize=8)
@@ -158,6 +159,10 @@ def model_card(cfg: TrainConfig, *, model: DenoisingModel, history: list[dict], 
         "## Training", "",
         f"- Data: `{cfg.data}` ({last.get('train_images', '?')} training images), {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, "
         f"batch {cfg.batch_size} per process, Adam lr {cfg.lr} ({cfg.schedule}), {cfg.loss} loss.",
+        *([f"- Photos: `{cfg.photos}` as {cfg.photo_batch} crops of {cfg.photo_crop}x{cfg.photo_crop} on "
+           f"{cfg.photo_share:.0%} of steps, {cfg.structure_share:.0%} of them with synthetic structure drawn in "
+           "(the held-out validation photos never)."] if cfg.photos else []),
+        *([f"- Started from the weights of `{cfg.init_from}`."] if cfg.init_from else []),
         f"- Noise: `{json.dumps(asdict(cfg.noise))}`, {'frozen once' if cfg.frozen_noise else 'fresh every batch'}.",
         f"- Preprocessing: `{json.dumps(asdict(cfg.preprocess))}`.",
         f"- Command: `{cfg.command or 'python train.py'}`",

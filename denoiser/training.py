@@ -49,6 +49,7 @@ from denoiser.interface import select_device
 from denoiser.metrics import psnr, ssim
 from denoiser.models import DenoisingModel
 from denoiser.models.impulse import compose_with_mask, detection_target
+from denoiser.models.unet import UNetDenoiser
 from denoiser.noise import NoiseRecipe
 from denoiser.photos import load_photos, photo_names, training_names
 
@@ -520,8 +521,12 @@ def write_epoch_outputs(cfg: TrainConfig, rt: Runtime, *, model: DenoisingModel,
 def init_weights(model: DenoisingModel, folder: str) -> tuple[int, list[str]]:
     """Copy into `model` every tensor of the checkpoint in `folder` whose name and shape match (fine-tuning, or
     a new architecture that shares a trunk with an old one); returns (tensors copied, names left as built)."""
-    source = load_model(folder).state_dict()
+    source_model = load_model(folder)
+    source = source_model.state_dict()
     own = model.state_dict()
+    if isinstance(model, UNetDenoiser) and isinstance(source_model, UNetDenoiser) and \
+            source_model.config.in_channels == 1 < model.config.in_channels:
+        source = model.colour_tensors_from_gray(source)  # a colour U-Net started from the grayscale one
     matching = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     if not matching:
         raise ValueError(f"--init-from {folder}: no tensor matches this model's names and shapes")

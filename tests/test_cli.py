@@ -80,8 +80,10 @@ def test_installed_package_ships_the_checkpoints(installed: Path, tmp_path: Path
     site = installed.parent / "lib"
     assert Path(package).is_relative_to(site) and Path(default).is_relative_to(site)
     for shipped, folder in ((ROOT / "checkpoints" / "default", default), (ROOT / "checkpoints" / "article", article)):
-        files = sorted(p.name for p in shipped.iterdir() if not p.name.startswith("."))
-        assert sorted(p.name for p in Path(folder).iterdir()) == files
+        # Every file, the default model's colour/ network included.
+        files = sorted(str(p.relative_to(shipped)) for p in shipped.rglob("*") if p.is_file() and
+                       not any(part.startswith(".") for part in p.relative_to(shipped).parts))
+        assert sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file()) == files
         assert all(_digest(Path(folder) / name) == _digest(shipped / name) for name in files)
     assert float(worst_error) < 0.02  # every grain of salt repainted grey by the shipped default model
 

@@ -211,3 +211,33 @@ def test_read_only_arrays_denoise_without_warnings() -> None:
             "out = load_denoiser(device='cpu').denoise(image); assert out.shape == image.shape")
     done = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_hub_repo_id_downloads_the_colour_network_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fnmatch
+    import shutil
+
+    import huggingface_hub
+
+    from denoiser.runners import ByChannels
+
+    repo = tmp_path / "repo"
+    save_checkpoint(build_model("unet", ARCHITECTURES["unet"].tiny), repo)
+    save_checkpoint(build_model("unet", {**ARCHITECTURES["unet"].tiny, "in_channels": 3}), repo / "colour")
+    (repo / "notes.txt").write_text("not a checkpoint file")
+
+    def snapshot_download(*, repo_id: str, allow_patterns: list[str]) -> str:
+        """The Hub's filter on repo-relative paths, over a local folder standing in for the repo."""
+        assert repo_id == "owner/name"
+        out = tmp_path / "snapshot"
+        for path in repo.rglob("*"):
+            name = path.relative_to(repo).as_posix()
+            if path.is_file() and any(fnmatch.fnmatch(name, p) for p in allow_patterns):
+                (out / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, out / name)
+        return str(out)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    denoiser = load_denoiser("owner/name", device="cpu", backend="torch")
+    assert isinstance(denoiser, ByChannels) and not (tmp_path / "snapshot" / "notes.txt").exists()
+    assert denoiser.colour.model.config.in_channels == 3 and denoiser.gray.model.config.in_channels == 1

@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ from torch import nn
 from denoiser import DEFAULT_CHECKPOINT, load_denoiser
 from denoiser import onnx_backend
 from denoiser.architectures import ARCHITECTURES, build_model
-from denoiser.checkpoint import ONNX_FILE, copy_checkpoint, save_checkpoint
+from denoiser.checkpoint import COLOUR_FOLDER, ONNX_FILE, copy_checkpoint, save_checkpoint
 from denoiser.methods import METHODS
 from denoiser.models import UNetDenoiser
 from denoiser.noise import salt_and_pepper
@@ -283,3 +284,42 @@ def test_method_build_passes_the_backend_and_filters_ignore_it() -> None:
     assert METHODS["default"].build(device="cpu", backend="torch").backend == "torch"
     assert METHODS["default"].build(device="cpu", backend="onnx").backend == "onnx"
     assert METHODS["median3"].build(device="cpu", backend="onnx").denoise_batch(torch.rand(1, 1, 8, 8)).shape[-1] == 8
+
+
+def test_a_folder_with_a_colour_network_runs_colour_images_through_it_on_either_backend(tiny_checkpoint: Path,
+                                                                                         tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    colour_net = build_model("unet", {**ARCHITECTURES["unet"].tiny, "in_channels": 3})
+    nn.init.normal_(colour_net.tail.weight, std=0.05)
+    folder = tmp_path / "pair"
+    copy_checkpoint(tiny_checkpoint, folder)
+    copy_checkpoint(save_checkpoint(colour_net, tmp_path / "colour-only"), folder / COLOUR_FOLDER)
+    assert (folder / COLOUR_FOLDER / ONNX_FILE).is_file()  # published with its own export
+    copy_checkpoint(tiny_checkpoint, folder)  # `python train.py` publishing the gray network again...
+    assert (folder / COLOUR_FOLDER / ONNX_FILE).is_file()  # ...leaves the colour one in place
+    onnx, torch_ = both(folder)
+    assert onnx.colour.core.origin == str(folder / COLOUR_FOLDER / ONNX_FILE)
+    for shape, alone in (((2, 3, 37, 53), folder / COLOUR_FOLDER), ((2, 1, 37, 53), tiny_checkpoint)):
+        x = noisy_images(shape)
+        out = onnx.denoise_batch(x)
+        assert (out - torch_.denoise_batch(x)).abs().max().item() <= TOLERANCE
+        # Each image went through the network for its channels, the colour fill included.
+        expected = load_denoiser(alone, device="cpu", backend="torch").denoise_batch(x)
+        assert (out - expected).abs().max().item() <= TOLERANCE
+    colour_alone = load_denoiser(folder / COLOUR_FOLDER, device="cpu", backend="torch", colour_fill=False)
+    x = noisy_images((1, 3, 37, 53))
+    assert colour_alone.colour_fill is False
+    assert torch.equal(load_denoiser(folder, device="cpu", backend="torch", colour_fill=False).denoise_batch(x),
+                       colour_alone.denoise_batch(x))  # options reach both networks
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        onnx.denoise_batch(torch.rand(3, 8, 8))
+
+
+def test_the_speed_benchmark_times_both_backends_and_a_compared_checkpoint(tiny_checkpoint: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.onnx_speed", "--runs", "1", "--checkpoint",
+                           str(tiny_checkpoint), "--cases", "32x32-gray", "--compare", str(tiny_checkpoint)],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 32×32 gray")]
+    assert len(rows) == 1 and len(rows[0].strip("|").split("|")) == 7  # case, 2 times, speed-up, diff, compared
+    assert "compared with" in done.stdout

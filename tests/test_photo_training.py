@@ -145,3 +145,30 @@ def test_publish_pair_assembles_detector_and_filler_into_one_checkpoint(tmp_path
         expected = load_model(source).state_dict()
         assert all(torch.allclose(v, expected[k], atol=1e-3) for k, v in part.state_dict().items())  # fp16 copy
     assert "detector: `detector`" in read_card(tmp_path / "pair").text
+
+
+def test_a_colour_unet_started_from_a_gray_one_repaints_a_gray_image_as_the_gray_one_does(tmp_path: Path) -> None:
+    from denoiser.architectures import ARCHITECTURES, build_model
+    from denoiser.checkpoint import save_checkpoint
+    from denoiser.training import init_weights
+
+    torch.manual_seed(0)
+    tiny = ARCHITECTURES["unet"].tiny
+    gray = build_model("unet", tiny)
+    for p in gray.parameters():  # the tail starts at zero; random tensors make every path count
+        torch.nn.init.normal_(p, std=0.2)
+    source = save_checkpoint(gray, tmp_path / "gray")
+    colour = build_model("unet", {**tiny, "in_channels": 3})
+    assert init_weights(colour, str(source))[1] == []  # every tensor came from the gray network
+    x = torch.rand(1, 1, 24, 40)
+    x[..., :8, :12] = 1.0  # a clipped region, kept
+    x = torch.where(torch.rand_like(x) < 0.3, torch.randint(0, 2, x.shape).float(), x)  # impulses, repainted
+    with torch.inference_mode():
+        expected = gray(x).expand(1, 3, 24, 40)
+        assert torch.allclose(colour(x.expand(1, 3, 24, 40)), expected, atol=1e-5)
+        # On a colour image each channel has its own first guess, so the channels differ.
+        tinted = x.expand(1, 3, 24, 40) * torch.tensor([1.0, 0.8, 0.6]).view(1, 3, 1, 1)
+        out = colour(tinted)
+        assert not torch.allclose(out[:, 0], out[:, 2], atol=1e-3)
+        with pytest.raises(ValueError, match="grayscale U-Net"):
+            colour.colour_tensors_from_gray(colour.state_dict())

@@ -18,9 +18,12 @@ Why this design, piece by piece:
   look like impulses pixel by pixel. A 0/1 pixel whose value fills more of its 9x9 window than random
   noise plausibly could (a one-sided binomial test, `UNetConfig.saturation_z`) is kept as clean.
 * Fully convolutional: any height and width; inputs are padded to a multiple of 8 and cropped back, never
-  resized (`forward` pads; `forward_padded`, the part exported to ONNX, takes padded inputs). Colour
-  images run channel by channel through the grayscale network, folded into the batch, which handles
-  per-pixel and per-channel impulses alike.
+  resized (`forward` pads; `forward_padded`, the part exported to ONNX, takes padded inputs).
+* Grayscale and colour. The shipped default is a grayscale network; it runs colour images channel by
+  channel, folded into the batch, which handles per-pixel and per-channel impulses alike. A colour network
+  of the same design (`in_channels=3`, `train.py --recipe default-colour`) sees the three channels of each
+  pixel in one pass, for about half the time; published into the default's `colour/` folder it would take
+  the colour images. The one trained on this project's CPU was not good enough to ship (README, Training).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from denoiser.noise import impulse_mask
 
 @dataclass
 class UNetConfig:
-    in_channels: int = 1  # 1: a grayscale network; colour images go through it one channel at a time
+    in_channels: int = 1  # 1: grayscale (alone, it runs colour images channel by channel); 3: colour in one pass
     widths: tuple[int, ...] = (32, 64, 128)  # features at 1/2, 1/4 and 1/8 of the input resolution
     blocks: tuple[int, ...] = (1, 1, 2)  # residual blocks per level; the lowest level is the bottleneck
     fill_window: int = 5  # window of the masked-mean first guess; odd
@@ -157,6 +160,25 @@ class UNetDenoiser(DenoisingModel):
         h = run_trunk(self, h)
         residual = F.pixel_shuffle(self.tail(h), 2)  # (B, 4C, H/2, W/2) -> (B, C, H, W)
         return keep * x + noisy * (guess + residual)
+
+    def colour_tensors_from_gray(self, gray: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A grayscale U-Net's tensors as a start for this colour one (`train.py --init-from`): the trunk as it
+        is, the head reading each input feature as the mean of its three colour channels, and the tail giving
+        every channel the gray network's correction. Before any training, the colour network then repaints
+        each channel from its own first guess plus the correction the gray network finds for the channel mean."""
+        c = self.config.in_channels
+        head, tail, tail_bias = gray["head.weight"], gray["tail.weight"], gray["tail.bias"]
+        if c == 1 or head.shape[1] != 3 * 4:
+            raise ValueError(f"expected a grayscale U-Net's tensors for a colour one, got a head of shape "
+                             f"{tuple(head.shape)} for {c} channels")
+        w0 = head.shape[0]
+        # Unshuffled input channel (feature * C + colour) * 4 + position; gray: feature * 4 + position.
+        head = head.reshape(w0, 3, 1, 4, 3, 3).expand(w0, 3, c, 4, 3, 3) / c  # (w0, 12, ..) -> (w0, 3, C, 4, ..)
+        # Output channel colour * 4 + position, shuffled back into pixels; gray: position.
+        tail = tail.reshape(1, 4, w0, 3, 3).expand(c, 4, w0, 3, 3)  # (4, w0, ..) -> (C, 4, w0, ..)
+        return {**gray, "head.weight": head.reshape(w0, 3 * c * 4, 3, 3),  # (w0, 3, C, 4, ..) -> (w0, 12C, ..)
+                "tail.weight": tail.reshape(c * 4, w0, 3, 3),  # (C, 4, w0, ..) -> (4C, w0, ..)
+                "tail.bias": tail_bias.reshape(1, 4).expand(c, 4).reshape(c * 4)}  # (4,) -> (C, 4) -> (4C,)
 
     @property
     def receptive_radius(self) -> int:
