@@ -520,7 +520,8 @@ def write_epoch_outputs(cfg: TrainConfig, rt: Runtime, *, model: DenoisingModel,
 
 def init_weights(model: DenoisingModel, folder: str) -> tuple[int, list[str]]:
     """Copy into `model` every tensor of the checkpoint in `folder` whose name and shape match (fine-tuning, or
-    a new architecture that shares a trunk with an old one); returns (tensors copied, names left as built)."""
+    a new architecture that shares a trunk with an old one); a colour U-Net takes a grayscale one's tensors
+    through `UNetDenoiser.colour_tensors_from_gray`. Returns (tensors copied, names left as built)."""
     source_model = load_model(folder)
     source = source_model.state_dict()
     own = model.state_dict()
