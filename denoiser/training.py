@@ -47,9 +47,8 @@ from denoiser.data import ImageSet, Preprocess, load_split, one_per_class, prepa
 from denoiser.degrade import Degradation
 from denoiser.interface import select_device
 from denoiser.metrics import psnr, ssim
-from denoiser.models import DenoisingModel
+from denoiser.models import DenoisingModel, UNetDenoiser
 from denoiser.models.impulse import compose_with_mask, detection_target
-from denoiser.models.unet import UNetDenoiser
 from denoiser.noise import NoiseRecipe
 from denoiser.photos import load_photos, photo_names, training_names
 

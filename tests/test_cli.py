@@ -80,7 +80,7 @@ def test_installed_package_ships_the_checkpoints(installed: Path, tmp_path: Path
     site = installed.parent / "lib"
     assert Path(package).is_relative_to(site) and Path(default).is_relative_to(site)
     for shipped, folder in ((ROOT / "checkpoints" / "default", default), (ROOT / "checkpoints" / "article", article)):
-        # Every file, the default model's colour/ network included.
+        # Every file, sub-folders (a colour/ network) included.
         files = sorted(str(p.relative_to(shipped)) for p in shipped.rglob("*") if p.is_file() and
                        not any(part.startswith(".") for part in p.relative_to(shipped).parts))
         assert sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file()) == files
