@@ -11,7 +11,7 @@ File layout follows Gradio's demo style: settings, disk, methods, handlers, then
 Settings, all optional, from the environment:
     DENOISER_MODEL_REPO    Hugging Face Hub repo id (or checkpoint folder) of the default model;
                            unset: checkpoints/default
-    DENOISER_IMPULSE_REPO  the same for the Impulse U-Net; unset: checkpoints/impulse
+    DENOISER_IMPULSE_REPO  the same for the Impulse U-Net; unset: checkpoints/default/moved
     DENOISER_ARTICLE_REPO  the same for the article's autoencoder; unset: checkpoints/article
     DENOISER_BACKEND       auto | torch | onnx: how the learned models run (default auto)
     DENOISER_MAX_PIXELS    largest accepted image, in pixels (default 4,194,304 = 2048 x 2048)
@@ -69,6 +69,7 @@ from denoiser.imaging import array_view  # noqa: E402
 from denoiser.interface import Denoiser, select_device  # noqa: E402
 from denoiser.methods import METHODS  # noqa: E402
 from denoiser.metrics import MAX_PSNR_DB, psnr_ssim_in_bands  # noqa: E402
+from denoiser.moved import NEAR, moved_impulses  # noqa: E402
 from denoiser.noise import salt_and_pepper_array  # noqa: E402
 from denoiser.uploads import LoadedImage, UploadError, read_upload  # noqa: E402
 
@@ -93,7 +94,7 @@ SSIM_MIN_SIDE = 11  # the SSIM window; smaller images get PSNR only
 MAX_AMOUNT = 0.9
 DEFAULT_AMOUNT = 0.25  # the article's intensity 0.2 corrupts 25% of pixels
 MAX_SEED = 2**32 - 1
-NEAR_EXTREME = 15 / 255  # within this of 0 or 1 a value may be a (compressed) impulse
+NEAR_EXTREME = NEAR  # within this of 0 or 1 a value may be a (compressed) impulse
 FEW_IMPULSES = 0.01  # below this share of such values, an "already noisy" image barely has impulse noise
 APP_METHODS = ("default", "impulse", "article", "median3", "adaptive_median", "no_colour_fill")
 # Where `spaces` really lends GPUs (it reads this variable itself), the decorated call runs in another
@@ -515,10 +516,14 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
                                 "after the noise was added, which smears the impulses these methods look for."
                                 + ("" if key == "impulse" else " The Impulse U-Net is trained for such files: "
                                    "try it."))
+        elif key in ("default", "no_colour_fill") and moved_impulses(array_view(noisy)).item():
+            loaded.notes.append("Many of this image's black and white dots are no longer pure black or white, as "
+                                "after JPEG compression or resizing, so the default model handed it to its Impulse "
+                                "U-Net, which learned to find such dots.")
         elif key in ("default", "no_colour_fill") and loaded.format == "JPEG":
             loaded.notes.append("This is a JPEG file: compression moves salt-and-pepper dots off pure black and "
-                                "white, and the default model repaints only pure black and white. The Impulse "
-                                "U-Net learned to find the moved dots: try it.")
+                                "white, and the default model repaints only pure black and white unless many dots "
+                                "moved. The Impulse U-Net learned to find the moved dots: try it.")
     else:
         scores = (*noisy_scores.result(), *quality(loaded.pixels, denoised))
     if key == "article" and (loaded.pixels.ndim == 3 or loaded.pixels.shape != (32, 32)):

@@ -4,7 +4,7 @@ Recipes set every default; any flag overrides them:
   default       the switching U-Net, blind to the noise amount (0 to 0.95), grayscale and per-channel colour
   impulse       the impulse U-Net (learned detector, colour in one pass) on CIFAR-10 and photos; published to
                 checkpoints/impulse-detector, and paired with checkpoints/default as the filler in
-                checkpoints/impulse (the demo's Impulse U-Net)
+                checkpoints/default/moved (the Impulse U-Net: the default model's network for noisy JPEGs)
   impulse-gray  the same network for one channel (an experiment; it ships nowhere)
   article       the Paperspace article exactly: its autoencoder, 15 epochs, batch 64, Adam 1e-3, MSE, the
                 article's noise rule at 0.2 drawn once, min-max normalized grayscale images, one fixed order
@@ -32,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from denoiser.architectures import ARCHITECTURES
-from denoiser.checkpoint import copy_checkpoint, load_model, save_checkpoint
+from denoiser.checkpoint import MOVED_FOLDER, copy_checkpoint, is_checkpoint, load_model, save_checkpoint
 from denoiser.data import Preprocess
 from denoiser.degrade import Degradation
 from denoiser.models import DetectFill
@@ -111,9 +111,17 @@ RECIPES = {
 }
 
 
-# Recipes that train the detector of a detect-then-fill pair (`denoiser.models.detect_fill`): once such a run
-# publishes, the pair of its network and this filler is published too, to the folder where the app loads it.
-PAIRS = {"impulse": (ROOT / "checkpoints" / "default", ROOT / "checkpoints" / "impulse")}
+# The detect-then-fill pair (`denoiser.models.detect_fill`, the Impulse U-Net) in the default model's `moved/`
+# folder: the impulse recipe's detector and the default recipe's U-Net, each from where its recipe publishes. A
+# run of either recipe that publishes there assembles the pair again, so it never holds an older network.
+PAIR_DETECTOR, PAIR_FILLER = "impulse", "default"
+
+
+def refresh_pair() -> None:
+    """Assemble the default model's moved/ pair from the two recipes' published folders, when both exist."""
+    detector, filler = Path(RECIPES[PAIR_DETECTOR].publish), Path(RECIPES[PAIR_FILLER].publish)
+    if is_checkpoint(detector) and is_checkpoint(filler):
+        publish_pair(detector, filler=filler, out=filler / MOVED_FOLDER)
 
 
 def publish_pair(detector: Path, *, filler: Path, out: Path) -> None:
@@ -273,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args, argv)
         train(cfg)
         # Only a run published where its recipe publishes refreshes the pair; `--publish DIR` leaves it alone.
-        if cfg.recipe in PAIRS and cfg.publish == RECIPES[cfg.recipe].publish and int(os.environ.get("RANK", "0")) == 0:
-            filler, out = PAIRS[cfg.recipe]
-            publish_pair(Path(cfg.publish), filler=filler, out=out)
+        if (cfg.recipe in (PAIR_DETECTOR, PAIR_FILLER) and cfg.publish == RECIPES[cfg.recipe].publish
+                and int(os.environ.get("RANK", "0")) == 0):
+            refresh_pair()
     except ValueError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2

@@ -38,7 +38,7 @@ from denoiser.imaging import array_to_tensor
 from denoiser.interface import Denoiser
 from denoiser.noise import salt_and_pepper
 from denoiser.photo_benchmark import checkpoint_from_git
-from denoiser.runners import ByChannels
+from denoiser.runners import ByChannels, ByImpulses
 
 
 def _astronaut() -> np.ndarray:
@@ -86,7 +86,9 @@ def time_both(denoisers: dict[str, Denoiser], noisy: torch.Tensor, *, runs: int)
 
 
 def graph_origins(denoiser: Denoiser) -> str:
-    """Where the ONNX Runtime graphs came from: one file, or a folder's grayscale and colour networks'."""
+    """Where the ONNX Runtime graphs came from: one file, or each of a folder's networks'."""
+    if isinstance(denoiser, ByImpulses):
+        return f"{graph_origins(denoiser.exact)}; for moved impulses {graph_origins(denoiser.moved)}"
     if isinstance(denoiser, ByChannels):
         return f"{denoiser.gray.core.origin} (grayscale), {denoiser.colour.core.origin} (colour)"
     return denoiser.core.origin

@@ -10,6 +10,9 @@
 * `colour/` (optional): a checkpoint folder of its own, the same files, with a network for colour images
   in one pass; `denoiser.inference.load_denoiser` then sends colour images there and the rest to the
   folder's own network (`train.py --recipe default-colour` publishes one into `checkpoints/default`).
+* `moved/` (optional): a checkpoint folder of its own, a model for images whose impulses moved off exact
+  black and white (`denoiser.moved`); `load_denoiser` sends those images there. `checkpoints/default/moved`
+  is the Impulse U-Net, which `train.py` assembles from the impulse detector and the default model's U-Net.
 
 Writes go to a temporary folder beside the target and are renamed into place file by file, weights before
 config, so a crash never leaves a half-written file where the app looks for weights, and a reader that sees
@@ -41,6 +44,7 @@ CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "READ
 ONNX_FILE = "model.onnx"  # optional: the ONNX Runtime export, written at publish time (denoiser.onnx_backend)
 CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, ONNX_FILE)
 COLOUR_FOLDER = "colour"  # optional sub-folder: the checkpoint of a network for colour images
+MOVED_FOLDER = "moved"  # optional sub-folder: the checkpoint of a model for impulses that moved off 0 and 1
 # A reader that sees the new config sees the new weights; model.onnx names the weights it came from by hash.
 WRITE_ORDER = (WEIGHTS_FILE, ONNX_FILE, CARD_FILE, CONFIG_FILE)
 
@@ -88,7 +92,7 @@ def resolve_source(source: str | Path) -> Path:
         raise ValueError(f"{source} is neither a checkpoint folder nor a Hugging Face Hub repo id (owner/name)")
     from huggingface_hub import snapshot_download  # only needed for the Hub; keeps offline use import-light
 
-    files = [*CHECKPOINT_FILES, *(f"{COLOUR_FOLDER}/{name}" for name in CHECKPOINT_FILES)]
+    files = [*CHECKPOINT_FILES, *(f"{sub}/{name}" for sub in (COLOUR_FOLDER, MOVED_FOLDER) for name in CHECKPOINT_FILES)]
     return Path(snapshot_download(repo_id=str(source), allow_patterns=files))
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from denoiser.architectures import wrap_model
-from denoiser.checkpoint import COLOUR_FOLDER, is_checkpoint, load_model, resolve_source
+from denoiser.checkpoint import COLOUR_FOLDER, MOVED_FOLDER, is_checkpoint, load_model, resolve_source
 from denoiser.interface import Denoiser, select_device
-from denoiser.runners import ByChannels
+from denoiser.runners import ByChannels, ByImpulses
 
 # A clone keeps the shipped weights at the repository root, where train.py publishes and the app loads them;
 # `pip install .` copies them into the package (pyproject.toml maps checkpoints/ to denoiser/checkpoints/).
@@ -27,7 +27,7 @@ _PACKAGE = Path(__file__).resolve().parent
 CHECKPOINTS = _PACKAGE / "checkpoints" if (_PACKAGE / "checkpoints").is_dir() else _PACKAGE.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "default"
 ARTICLE_CHECKPOINT = CHECKPOINTS / "article"
-IMPULSE_CHECKPOINT = CHECKPOINTS / "impulse"
+IMPULSE_CHECKPOINT = DEFAULT_CHECKPOINT / MOVED_FOLDER  # the Impulse U-Net: the default model's moved-impulse model
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ BACKENDS = ("auto", "torch", "onnx")
 
 
 def load_denoiser(source: str | Path | None = None, *, device: str | torch.device | None = None,
-                  backend: str = "auto", **options) -> Denoiser:
+                  backend: str = "auto", moved: bool = True, **options) -> Denoiser:
     """Load a denoiser: the shipped default when `source` is None, else a checkpoint folder or Hub repo id.
 
     `device`: None picks CUDA when present, else the CPU (under `backend="onnx"`: the CPU).
@@ -52,7 +52,9 @@ def load_denoiser(source: str | Path | None = None, *, device: str | torch.devic
     `$XDG_CACHE_HOME/denoiser/onnx` (see `denoiser.onnx_backend`). `options` go to the architecture's
     runner (e.g. `tile_size` for the default model). A folder with a `colour/` checkpoint inside gives a
     `denoiser.runners.ByChannels`: colour images go through that network, in one pass, and grayscale ones
-    through the folder's own.
+    through the folder's own. A folder with a `moved/` checkpoint inside (the default model's: the Impulse
+    U-Net) gives a `denoiser.runners.ByImpulses`: images whose impulses moved off exact black and white
+    (`denoiser.moved`; a noisy file saved as JPEG, say) go through that model, unless `moved` is False.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -63,10 +65,13 @@ def load_denoiser(source: str | Path | None = None, *, device: str | torch.devic
         raise ValueError(f"backend 'onnx' runs on the CPU only, not on {device}; use backend='torch' or 'auto'")
     folder = resolve_source(DEFAULT_CHECKPOINT if source is None else source)
     denoiser = _runner(folder, device=device, backend=backend, options=options)
-    if not is_checkpoint(folder / COLOUR_FOLDER):
-        return denoiser
-    return ByChannels(gray=denoiser, colour=_runner(folder / COLOUR_FOLDER, device=device, backend=backend,
-                                                    options=options))
+    if is_checkpoint(folder / COLOUR_FOLDER):
+        denoiser = ByChannels(gray=denoiser, colour=_runner(folder / COLOUR_FOLDER, device=device, backend=backend,
+                                                            options=options))
+    if moved and is_checkpoint(folder / MOVED_FOLDER):
+        denoiser = ByImpulses(exact=denoiser, moved=_runner(folder / MOVED_FOLDER, device=device, backend=backend,
+                                                            options=options))
+    return denoiser
 
 
 def _runner(folder: Path, *, device: torch.device, backend: str, options: dict) -> Denoiser:

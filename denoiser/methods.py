@@ -43,7 +43,9 @@ class Method:
 METHODS: dict[str, Method] = {m.key: m for m in (
     Method("default", "Default model", "a U-Net trained here; it repaints only the pixels it judges to be "
            "impulses and leaves every other pixel as it is. On colour images it runs channel by channel, then "
-           "each value it repainted is re-estimated from the pixel's other channels and its neighbours' colour",
+           "each value it repainted is re-estimated from the pixel's other channels and its neighbours' colour. "
+           "An image whose dots moved off pure black and white (saved as JPEG after the noise, say) goes to the "
+           "Impulse U-Net instead",
            True,
            lambda source, device, backend: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
                                                         backend=backend)),

@@ -8,6 +8,8 @@
   colour (`denoiser.colour`), unless `colour_fill=False`.
 * `ByChannels` holds the two networks of one checkpoint folder (a network and a `colour/` one for colour
   images in one pass) and gives each image to the one for its channels.
+* `ByImpulses` holds a checkpoint folder's model and its `moved/` one, and gives each image whose impulses
+  moved off pure black and white (`denoiser.moved`: a noisy JPEG, say) to the second.
 * `ArticleDenoiser` runs the autoencoder of Paperspace's "Denoising Autoencoders" article, which knows only
   32x32 grayscale images. Anything else is processed per channel in 32x32 tiles (the image is edge-padded
   to a multiple of 32 and cropped back), and each tile is replaced by the model's reconstruction, as in the
@@ -29,6 +31,7 @@ from denoiser.colour import colour_difference_fill
 from denoiser.interface import Denoiser, Progress, check_batch
 from denoiser.models import ArticleAutoencoder, UNetDenoiser
 from denoiser.models.base import pad_to_multiple
+from denoiser.moved import moved_impulses
 
 
 def _probe_images(shape: tuple[int, ...], *, seed: int) -> torch.Tensor:
@@ -170,6 +173,14 @@ class ModelDenoiser(Denoiser):
         return out
 
 
+def _backends(**parts: Denoiser) -> str:
+    """How the parts of a two-model runner run: "onnx" or "torch", or each part's when they differ."""
+    found = {name: getattr(part, "backend", "torch") for name, part in parts.items()}
+    if len(set(found.values())) == 1:
+        return next(iter(found.values()))
+    return ", ".join(f"{name}: {backend}" for name, backend in found.items())
+
+
 class ByChannels(Denoiser):
     """Two networks of one checkpoint folder: colour images go to `colour`, grayscale ones to `gray`.
 
@@ -183,13 +194,57 @@ class ByChannels(Denoiser):
 
     @property
     def backend(self) -> str:
-        """How the networks run: "onnx" or "torch", or each network's when they differ."""
-        gray, colour = getattr(self.gray, "backend", "torch"), getattr(self.colour, "backend", "torch")
-        return gray if gray == colour else f"gray: {gray}, colour: {colour}"
+        return _backends(gray=self.gray, colour=self.colour)
 
     def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
         check_batch(images)
         return (self.colour if images.shape[1] == 3 else self.gray).denoise_batch(images, progress=progress)
+
+
+class ByImpulses(Denoiser):
+    """Two models of one checkpoint folder: images whose impulses moved off exact black and white go to `moved`,
+    the rest to `exact`, image by image (`denoiser.moved.moved_impulses`).
+
+    The default model's U-Net repaints exactly the values at 0 or 1, which is right for lossless files and
+    blind to noise saved as JPEG; its folder's `moved/` model is the Impulse U-Net, whose learned detector
+    finds impulses wherever compression left them (README, Photos).
+    """
+
+    def __init__(self, *, exact: Denoiser, moved: Denoiser, run_both: bool | None = None) -> None:
+        self.exact, self.moved, self.name, self.device = exact, moved, exact.name, exact.device
+        # On a GPU the host would wait for the test's answer before it could pick a model (a synchronisation in
+        # every call); there both models run on the whole batch and the answer picks each image's result on
+        # the device. None: so on GPUs, and a branch on the CPU.
+        self.run_both = run_both
+
+    @property
+    def backend(self) -> str:
+        return _backends(exact=self.exact, moved=self.moved)
+
+    def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
+        check_batch(images)
+        moved = moved_impulses(images)
+        if self.run_both if self.run_both is not None else images.device.type != "cpu":
+            exact = self.exact.denoise_batch(images, progress=_part(progress, before=0.0, weight=0.5))
+            return torch.where(moved[:, None, None, None],  # (B,) -> (B, 1, 1, 1)
+                               self.moved.denoise_batch(images, progress=_part(progress, before=0.5, weight=0.5)),
+                               exact)
+        if not moved.any():
+            return self.exact.denoise_batch(images, progress=progress)
+        if moved.all():
+            return self.moved.denoise_batch(images, progress=progress)
+        out = torch.empty_like(images)
+        share = moved.float().mean().item()  # the second part's share of the progress bar
+        out[~moved] = self.exact.denoise_batch(images[~moved], progress=_part(progress, before=0.0, weight=1 - share))
+        out[moved] = self.moved.denoise_batch(images[moved], progress=_part(progress, before=1 - share, weight=share))
+        return out
+
+
+def _part(progress: Progress | None, *, before: float, weight: float) -> Progress | None:
+    """`progress` for one part of a job that has `before` of the whole done and is `weight` of it, in permille."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(round(1000 * (before + weight * done / total)), 1000)
 
 
 class ArticleDenoiser(Denoiser):

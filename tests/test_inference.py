@@ -16,6 +16,7 @@ from denoiser.architectures import ARCHITECTURES, build_model
 from denoiser.checkpoint import save_checkpoint
 from denoiser.data import article_normalize, to_float, to_gray
 from denoiser.filters import AdaptiveMedianDenoiser
+from denoiser.imaging import array_to_tensor
 from denoiser.interface import Denoiser
 from denoiser.methods import METHODS, method
 from denoiser.metrics import psnr
@@ -156,9 +157,11 @@ def test_default_checkpoint_restores_real_images(gallery_u8: torch.Tensor, photo
 
 # Measured on the astronaut crop, noise seed 0: the Impulse U-Net (detector + the default model's U-Net) returns
 # the clean photo bit for bit; at amount 0.3 it gets 35.35 dB (default 35.40); saved as JPEG q75 after the
-# noise, 24.53 dB where the default gets 12.12 (noisy: 10.61).
+# noise, 24.53 dB where the default model's exact rule alone gets 12.12 (noisy: 10.61). The default model hands
+# that JPEG to the Impulse U-Net, its moved/ model, and keeps the lossless image for its own network.
 def test_impulse_checkpoint_keeps_clean_photos_and_sees_jpeg_noise(photo: np.ndarray) -> None:
-    impulse, default = load_denoiser(IMPULSE_CHECKPOINT, device="cpu"), load_denoiser(device="cpu")
+    impulse, exact_rule = load_denoiser(IMPULSE_CHECKPOINT, device="cpu"), load_denoiser(device="cpu", moved=False)
+    default = load_denoiser(device="cpu")
     assert np.array_equal(impulse.denoise(photo), photo)
     gray = photo.mean(axis=2).astype(np.uint8)
     assert np.array_equal(impulse.denoise(gray), gray)
@@ -169,7 +172,9 @@ def test_impulse_checkpoint_keeps_clean_photos_and_sees_jpeg_noise(photo: np.nda
     jpeg = np.asarray(Image.open(buffer))
     ours = psnr_u8(impulse.denoise(jpeg), photo)
     assert ours > 23.5
-    assert ours > psnr_u8(default.denoise(jpeg), photo) + 10
+    assert ours > psnr_u8(exact_rule.denoise(jpeg), photo) + 10
+    assert np.array_equal(default.denoise(jpeg), impulse.denoise(jpeg))
+    assert np.array_equal(default.denoise(noisy), exact_rule.denoise(noisy))
 
 
 def test_article_checkpoint_reproduces_the_articles_setting(gallery_u8: torch.Tensor) -> None:
@@ -213,17 +218,19 @@ def test_read_only_arrays_denoise_without_warnings() -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_a_hub_repo_id_downloads_the_colour_network_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hub_repo_id_downloads_the_colour_and_moved_models_too(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import fnmatch
     import shutil
 
     import huggingface_hub
 
-    from denoiser.runners import ByChannels
+    from denoiser.runners import ByChannels, ByImpulses
 
     repo = tmp_path / "repo"
     save_checkpoint(build_model("unet", ARCHITECTURES["unet"].tiny), repo)
     save_checkpoint(build_model("unet", {**ARCHITECTURES["unet"].tiny, "in_channels": 3}), repo / "colour")
+    save_checkpoint(build_model("detect_fill", ARCHITECTURES["detect_fill"].tiny), repo / "moved")
     (repo / "notes.txt").write_text("not a checkpoint file")
 
     def snapshot_download(*, repo_id: str, allow_patterns: list[str]) -> str:
@@ -239,5 +246,46 @@ def test_a_hub_repo_id_downloads_the_colour_network_too(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     denoiser = load_denoiser("owner/name", device="cpu", backend="torch")
-    assert isinstance(denoiser, ByChannels) and not (tmp_path / "snapshot" / "notes.txt").exists()
-    assert denoiser.colour.model.config.in_channels == 3 and denoiser.gray.model.config.in_channels == 1
+    assert isinstance(denoiser, ByImpulses) and not (tmp_path / "snapshot" / "notes.txt").exists()
+    assert denoiser.moved.model.architecture == "detect_fill" and isinstance(denoiser.exact, ByChannels)
+    assert denoiser.exact.colour.model.config.in_channels == 3 and denoiser.exact.gray.model.config.in_channels == 1
+
+
+class _Constant(Denoiser):
+    """Returns every image filled with one value, and records what it was given."""
+
+    def __init__(self, value: float) -> None:
+        self.value, self.seen = value, []
+
+    def denoise_batch(self, images: torch.Tensor, *, progress=None) -> torch.Tensor:
+        self.seen.append(len(images))
+        if progress:
+            progress(1, 1)
+        return torch.full_like(images, self.value)
+
+
+def test_by_impulses_sends_each_image_of_a_batch_to_its_model(photo: np.ndarray) -> None:
+    from denoiser.runners import ByImpulses
+
+    lossless = array_to_tensor(salt_and_pepper_array(photo, amount=0.3, seed=0)).unsqueeze(0)  # (1, 3, H, W)
+    moved = torch.where(lossless <= 0, 10 / 255, torch.where(lossless >= 1, 245 / 255, lossless))
+    exact_model, moved_model = _Constant(0.25), _Constant(0.75)
+    router = ByImpulses(exact=exact_model, moved=moved_model)
+    calls = []
+    out = router.denoise_batch(torch.cat([moved, lossless, lossless]), progress=lambda d, t: calls.append((d, t)))
+    assert out[:, 0, 0, 0].tolist() == [0.75, 0.25, 0.25] and (exact_model.seen, moved_model.seen) == ([2], [1])
+    assert calls[-1] == (1000, 1000) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert router.denoise_batch(lossless)[0, 0, 0, 0] == 0.25 and exact_model.seen[-1] == 1
+    # As on a GPU: both models on the whole batch, each image's result picked on the device.
+    both = ByImpulses(exact=exact_model, moved=moved_model, run_both=True)
+    out = both.denoise_batch(torch.cat([moved, lossless, lossless]), progress=lambda d, t: calls.append((d, t)))
+    assert out[:, 0, 0, 0].tolist() == [0.75, 0.25, 0.25] and (exact_model.seen[-1], moved_model.seen[-1]) == (3, 3)
+    assert calls[-1] == (1000, 1000)
+
+
+def test_the_default_model_holds_its_moved_impulse_model_unless_told_not_to() -> None:
+    from denoiser.runners import ByImpulses
+
+    default = load_denoiser(device="cpu", backend="torch")
+    assert isinstance(default, ByImpulses) and default.moved.model.architecture == "detect_fill"
+    assert not isinstance(load_denoiser(device="cpu", backend="torch", moved=False), ByImpulses)

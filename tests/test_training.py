@@ -108,6 +108,10 @@ def test_a_quick_run_does_not_publish_and_a_full_one_does(recipe_in_tmp: Path, i
     assert train.main(tiny_args(image_folder, tmp_path / "full")) == 0
     assert is_checkpoint(recipe_in_tmp)
     assert f"published {tmp_path / 'full' / 'checkpoint'} -> {recipe_in_tmp}" in capsys.readouterr().out
+    # The default model's moved/ pair is assembled again around the U-Net just published (the detector: the
+    # impulse recipe's published one).
+    pair, fresh = load_model(recipe_in_tmp / "moved"), load_model(recipe_in_tmp).state_dict()
+    assert all(torch.allclose(v, fresh[k], atol=1e-2) for k, v in pair.filler.state_dict().items())  # fp16 copy
 
 
 def test_explicit_publish_writes_where_the_app_loads(image_folder: Path, tmp_path: Path) -> None:
