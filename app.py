@@ -71,6 +71,7 @@ from denoiser.methods import METHODS  # noqa: E402
 from denoiser.metrics import MAX_PSNR_DB, psnr_ssim_in_bands  # noqa: E402
 from denoiser.moved import NEAR, moved_impulses  # noqa: E402
 from denoiser.noise import salt_and_pepper_array  # noqa: E402
+from denoiser.runners import ByImpulses  # noqa: E402
 from denoiser.uploads import LoadedImage, UploadError, read_upload  # noqa: E402
 
 log = logging.getLogger("app")
@@ -516,11 +517,11 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
                                 "after the noise was added, which smears the impulses these methods look for."
                                 + ("" if key == "impulse" else " The Impulse U-Net is trained for such files: "
                                    "try it."))
-        elif key in ("default", "no_colour_fill") and moved_impulses(array_view(noisy)).item():
+        elif isinstance(DENOISERS[key], ByImpulses) and moved_impulses(array_view(noisy)).item():
             loaded.notes.append("Many of this image's black and white dots are no longer pure black or white, as "
                                 "after JPEG compression or resizing, so the default model handed it to its Impulse "
                                 "U-Net, which learned to find such dots.")
-        elif key in ("default", "no_colour_fill") and loaded.format == "JPEG":
+        elif key in ("default", "no_colour_fill") and loaded.format == "JPEG":  # too few dots moved, or no moved/
             loaded.notes.append("This is a JPEG file: compression moves salt-and-pepper dots off pure black and "
                                 "white, and the default model repaints only pure black and white unless many dots "
                                 "moved. The Impulse U-Net learned to find the moved dots: try it.")

@@ -92,7 +92,8 @@ def resolve_source(source: str | Path) -> Path:
         raise ValueError(f"{source} is neither a checkpoint folder nor a Hugging Face Hub repo id (owner/name)")
     from huggingface_hub import snapshot_download  # only needed for the Hub; keeps offline use import-light
 
-    files = [*CHECKPOINT_FILES, *(f"{sub}/{name}" for sub in (COLOUR_FOLDER, MOVED_FOLDER) for name in CHECKPOINT_FILES)]
+    files = [*CHECKPOINT_FILES,
+             *(f"{sub}/{name}" for sub in (COLOUR_FOLDER, MOVED_FOLDER) for name in CHECKPOINT_FILES)]
     return Path(snapshot_download(repo_id=str(source), allow_patterns=files))
 
 

@@ -17,7 +17,7 @@ side of an impulse. An isolated extreme that is exactly 0 or 1 is an impulse tha
 not exact has moved. An image goes to the moved-impulse network when its moved isolated extremes are at
 least `MIN_SHARE` of its values and at least `MIN_RATIO` of all its isolated extremes.
 
-Measured with the photo benchmark's images and noise draws (`denoiser.photo_benchmark`: 25 validation
+Measured on the photo benchmark's images and scenarios (`denoiser.photo_benchmark`: 25 validation
 photos, 4 scikit-image photos, 10 structure images) and the 10,000 CIFAR-10 test images with the CIFAR-10
 benchmark's seeded noise (scratch measurements of this module as it is):
 

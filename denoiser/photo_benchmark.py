@@ -67,6 +67,7 @@ from denoiser.inference import BACKENDS, DEFAULT_CHECKPOINT, IMPULSE_CHECKPOINT
 from denoiser.interface import Denoiser, select_device
 from denoiser.methods import METHODS
 from denoiser.metrics import MAX_PSNR_DB, psnr, psnr_ssim_in_bands
+from denoiser.moved import moved_impulses
 from denoiser.photos import PHOTOS_ZIP, load_photos, photo_names, validation_names
 from denoiser.structure import structure_set
 
@@ -198,6 +199,7 @@ class Record:
     structure_values: int | None = None  # how many values (pixels x channels) that sum covers
     structure_correct: int | None = None  # structure pixels with every channel within CORRECT_TOLERANCE
     structure_pixels: int | None = None
+    moved: bool = False  # the noisy input's impulses moved off 0 and 1 (denoiser.moved): the default model's route
 
     @property
     def structure_psnr(self) -> float | None:
@@ -280,6 +282,7 @@ def run(images: list[TestImage], methods: dict[str, Denoiser], scenario_list: li
         for scenario in scenario_list:
             bar.set_postfix_str(f"{image.set}: {image.name}, {scenario.label}")
             noisy = corrupt(image.clean, scenario, seed=noise_seed(seed, scenario, f"{image.set}/{image.name}"))
+            moved = bool(moved_impulses(array_to_tensor(noisy).unsqueeze(0)).item())  # (C, H, W) -> (1, C, H, W)
             outputs, seconds = [], []
             for label, method in columns.items():
                 tic = time.perf_counter()
@@ -294,7 +297,7 @@ def run(images: list[TestImage], methods: dict[str, Denoiser], scenario_list: li
                 crops[f"{name.lower()}.png"] = crop_strip(noisy, outputs[1:], image.clean)
             for label, took, figures in zip(columns, seconds, score(outputs, image)):
                 records.append(Record(set=image.set, image=image.name, kind=image.kind, scenario=scenario.key,
-                                      method=label, seconds=took, megapixels=megapixels, **figures))
+                                      method=label, seconds=took, megapixels=megapixels, moved=moved, **figures))
             bar.update()
     bar.close()
     return records
@@ -370,6 +373,18 @@ def identity_markdown(summary: Summary) -> str:
         cells = [summary.identity.get((set_name, m)) for m in methods]
         rows.append([set_name] + ["–" if c is None else f"{c[0]:.2f} ({c[1]:.2f}) / {100 * c[2]:.2f}%" for c in cells])
     return _table(["Images", *methods], rows)
+
+
+def moved_markdown(summary: Summary, scenario_list: list[Scenario]) -> str:
+    """Per scenario and set: how many images had impulses that moved, which the default model hands on."""
+    sets, first = summary.sets(), summary.methods()[0]
+    counts: dict[tuple[str, str], list[bool]] = {}
+    for r in summary.records:
+        if r.method == first:  # one record per (image, scenario)
+            counts.setdefault((r.set, r.scenario), []).append(r.moved)
+    rows = [[s.label] + [f"{sum(c)} / {len(c)}" if (c := counts.get((n, s.key))) else "–" for n in sets]
+            for s in scenario_list]
+    return _table(["Scenario", *sets], rows)
 
 
 def structure_markdown(summary: Summary, kind: str, scenario_list: list[Scenario]) -> str:
@@ -460,6 +475,10 @@ def report_markdown(summary: Summary, images: list[TestImage], scenario_list: li
         parts += ["## Issue 9 targets", "", targets_markdown(summary, learned, classic=classic), ""]
     parts += ["## Amount 0: the clean image in", "", "Mean PSNR (lowest image's PSNR) / share of pixels "
               "identical in every channel.", "", identity_markdown(summary), ""]
+    parts += ["## Impulses that moved", "", "Images whose impulses moved off exact black and white "
+              "(`denoiser.moved`), of all the set's images: the default model hands these to its `moved/` model, "
+              "the Impulse U-Net, and runs its own network on the rest.", "",
+              moved_markdown(summary, scenario_list), ""]
     for set_name in summary.sets():
         count = len([i for i in images if i.set == set_name])
         parts += [f"## {set_name} ({count} images): PSNR dB / SSIM", "",

@@ -201,6 +201,18 @@ def test_in_place_replaces_the_input_in_its_own_format(folder: Path) -> None:
     assert not any(p.name.startswith(".") for p in folder.iterdir())  # no temporary file left behind
 
 
+def test_a_noisy_jpeg_is_said_to_go_to_the_impulse_unet(folder: Path, capsys: pytest.CaptureFixture) -> None:
+    noisy_png, noisy_jpeg = folder / "lossless.png", folder / "noisy.jpg"
+    assert main([str(folder / "photo.jpg"), "--add-noise", "0.2", "--out", str(noisy_png)]) == 0
+    Image.open(noisy_png).save(noisy_jpeg, quality=85)
+    capsys.readouterr()
+    assert main([str(noisy_jpeg), str(noisy_png)]) == 0
+    err = capsys.readouterr().err
+    assert f"{noisy_jpeg}: its impulses moved" in err and f"{noisy_png}: its impulses moved" not in err
+    assert main([str(noisy_jpeg), "--method", "median3", "--overwrite"]) == 0
+    assert "its impulses moved" not in capsys.readouterr().err  # only the default model has the route
+
+
 def test_per_channel_noise_round_trip(tmp_path: Path, photo: np.ndarray) -> None:
     Image.fromarray(photo).save(tmp_path / "photo.png")
     assert main([str(tmp_path / "photo.png"), "--add-noise", "0.3", "--per-channel", "--seed", "0"]) == 0

@@ -113,8 +113,13 @@ def test_run_scores_every_method_in_every_case_and_repeats(tiny_checkpoint: Path
     markdown = pb.report_markdown(summary, images, quick, meta={
         "command": "test", "device": "cpu", "device_name": "cpu", "torch": "x", "threads": 1, "backends": "",
         "seed": 0, "seconds": 1.0}, learned=["tiny"], classic=("3×3 median",), notes=["a note"])
-    for heading in ("## Time per image", "## Issue 9 targets", "## Amount 0", "## Structure set", "### lines"):
+    for heading in ("## Time per image", "## Issue 9 targets", "## Amount 0", "## Impulses that moved",
+                    "## Structure set", "### lines"):
         assert heading in markdown
+    moved = {r.scenario: r.moved for r in records if r.set == pb.SKIMAGE and r.method == "tiny"}
+    assert moved == {"identity": False, "per-pixel-0.3": False, "per-channel-0.5": False, "jpeg75-0.3": True,
+                     "near-0.3": True}
+    assert "| 0.3 then JPEG q75 | 1 / 1 |" in markdown  # the grey photo, in the scikit-image set's column
     assert "| Per-channel 0.5 |" in markdown and "- a note" in markdown
 
 
