@@ -75,7 +75,7 @@ def moved_shares(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Images taller than `EVERY` rows are read in bands of `BAND` rows every `EVERY` rows (each with the rows
     around it, so a band sees the same neighbours as the whole image): a quarter of the work on a photo, with
-    hundreds of thousands of values still voting. Smaller images are read whole.
+    tens of thousands of values or more still voting. Smaller images are read whole.
     """
     h = images.shape[-2]
     band = BAND if h > EVERY else h

@@ -599,7 +599,7 @@ def _parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=DEFAULT_CHECKPOINT,
                         help="the default model's checkpoint folder (default: checkpoints/default)")
     parser.add_argument("--impulse", type=Path, default=IMPULSE_CHECKPOINT,
-                        help="the Impulse U-Net's checkpoint folder (default: checkpoints/impulse)")
+                        help="the Impulse U-Net's checkpoint folder (default: checkpoints/default/moved)")
     previous = parser.add_mutually_exclusive_group()
     previous.add_argument("--previous", type=Path, default=None,
                           help="the previous default's checkpoint folder, e.g. one copied under benchmark-results/")
