@@ -189,5 +189,8 @@ def pair_card(model: DenoisingModel, *, detector: Path, filler: Path) -> ModelCa
         f"- filler: `{filler.name}` (the default model's U-Net, channel by channel);",
         f"- a value at exactly 0 or 1 is repainted unless the detector's logit is below {config.exact_threshold}, "
         f"any other value only when it is above {config.other_threshold}.", "",
+        "Published in the default model's `moved/` folder, it takes the images whose impulses moved off exact "
+        "black and white (noisy JPEGs, near-extreme impulses; `denoiser/moved.py`); it is also the method "
+        "`impulse`.", "",
     ])
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
