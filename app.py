@@ -69,9 +69,9 @@ from denoiser.imaging import array_view  # noqa: E402
 from denoiser.interface import Denoiser, select_device  # noqa: E402
 from denoiser.methods import METHODS  # noqa: E402
 from denoiser.metrics import MAX_PSNR_DB, psnr_ssim_in_bands  # noqa: E402
-from denoiser.moved import NEAR, moved_impulses  # noqa: E402
+from denoiser.moved import NEAR  # noqa: E402
 from denoiser.noise import salt_and_pepper_array  # noqa: E402
-from denoiser.runners import ByImpulses  # noqa: E402
+from denoiser.runners import sends_to_moved  # noqa: E402
 from denoiser.uploads import LoadedImage, UploadError, read_upload  # noqa: E402
 
 log = logging.getLogger("app")
@@ -517,7 +517,7 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
                                 "after the noise was added, which smears the impulses these methods look for."
                                 + ("" if key == "impulse" else " The Impulse U-Net is trained for such files: "
                                    "try it."))
-        elif isinstance(DENOISERS[key], ByImpulses) and moved_impulses(array_view(noisy)).item():
+        elif sends_to_moved(DENOISERS[key], noisy):
             loaded.notes.append("Many of this image's black and white dots are no longer pure black or white, as "
                                 "after JPEG compression or resizing, so the default model handed it to its Impulse "
                                 "U-Net, which learned to find such dots.")

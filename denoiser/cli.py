@@ -29,13 +29,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from denoiser.imaging import array_view
 from denoiser.inference import BACKENDS
 from denoiser.interface import Denoiser
 from denoiser.methods import METHODS
-from denoiser.moved import moved_impulses
 from denoiser.noise import salt_and_pepper_array
-from denoiser.runners import ByImpulses
+from denoiser.runners import sends_to_moved
 from denoiser.uploads import UploadError, decode_image, open_image
 
 # What a folder argument picks up; a file named explicitly is tried whatever its extension.
@@ -277,7 +275,7 @@ def _process(job: Job, *, denoiser: Denoiser | None, args: argparse.Namespace, b
             if total > 1:
                 bar.set_postfix_str(f"{job.source.name}: tile {done}/{total}")
 
-        if isinstance(denoiser, ByImpulses) and moved_impulses(array_view(picture.pixels)).item():
+        if sends_to_moved(denoiser, picture.pixels):
             tqdm.write(f"{job.source}: its impulses moved off pure black and white (JPEG or resizing after the "
                        f"noise?), so the Impulse U-Net ran", file=sys.stderr)
         picture.pixels = denoiser.denoise(picture.pixels, progress=tiles)

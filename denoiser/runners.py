@@ -24,10 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from denoiser.colour import colour_difference_fill
+from denoiser.imaging import array_view
 from denoiser.interface import Denoiser, Progress, check_batch
 from denoiser.models import ArticleAutoencoder, UNetDenoiser
 from denoiser.models.base import pad_to_multiple
@@ -238,6 +240,12 @@ class ByImpulses(Denoiser):
         out[~moved] = self.exact.denoise_batch(images[~moved], progress=_part(progress, before=0.0, weight=1 - share))
         out[moved] = self.moved.denoise_batch(images[moved], progress=_part(progress, before=1 - share, weight=share))
         return out
+
+
+def sends_to_moved(denoiser: Denoiser, image: np.ndarray) -> bool:
+    """Whether `denoiser` hands this float32 (H, W) or (H, W, 3) image to its `moved/` model: what the app and
+    the `denoise` command tell their users."""
+    return isinstance(denoiser, ByImpulses) and bool(moved_impulses(array_view(image)).item())
 
 
 def _part(progress: Progress | None, *, before: float, weight: float) -> Progress | None:
