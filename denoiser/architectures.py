@@ -30,13 +30,16 @@ ARCHITECTURES: dict[str, Architecture] = {
     "article": Architecture(ArticleAutoencoder, ArticleConfig, ArticleDenoiser, tiny={"channels": 4, "latent_dim": 16}),
     # 1024x1024 tiles: a 2048x2048 colour photo took 5.4 s instead of 7.7 on ONNX Runtime and 7.5-7.9 instead of
     # 10.0 on PyTorch (less overlap to recompute), at 1.16-1.24 GB peak for the whole process (this 2-core CPU).
-    # The detect-fill pair, two networks, keeps 512: it peaked at 1.77 GB with 1024.
+    # The detect-fill pair keeps 512: it peaked at 1.77 GB with 1024. With its refiner, whose reach widens each
+    # tile's margin to 232 px, a 2048x2048 colour JPEG through the default folder peaked at 1.24 GB (ONNX
+    # Runtime) and 1.36 GB (PyTorch) once its filler ran channel by channel (1.70 GB while folded).
     "unet": Architecture(UNetDenoiser, UNetConfig, ModelDenoiser, tiny={"widths": [8, 16], "blocks": [1, 1]},
                          runner_options={"tile_size": 1024}),
     "impulse": Architecture(ImpulseUNet, ImpulseConfig, ModelDenoiser, tiny={"widths": [8, 16], "blocks": [1, 1]}),
     "detect_fill": Architecture(DetectFill, DetectFillConfig, ModelDenoiser,
                                 tiny={"detector": {"widths": [8, 16], "blocks": [1, 1]},
-                                      "filler": {"widths": [8, 16], "blocks": [1, 1]}}),
+                                      "filler": {"widths": [8, 16], "blocks": [1, 1]},
+                                      "refiner": {"widths": [8, 16], "blocks": [1, 1]}}),
 }
 
 

@@ -13,7 +13,10 @@ applies them, each to a share of a batch, vectorized where torch allows:
    `encode_jpeg` would do the same on batches, but is deprecated since torchvision 0.29), and the clean
    image too, at the same quality. The target is then the file as it would be without the impulses: a
    denoiser is to remove the impulses and the ringing they caused, not the compression of the whole file,
-   so the pixels far from any impulse stay what they are and may pass through unchanged.
+   so the pixels far from any impulse stay what they are and may pass through unchanged. That is what a
+   detector must learn. A network that rewrites every value anyway (the Impulse U-Net's refiner) can also
+   undo the compression, and is scored against the original, so `jpeg_target="original"` keeps the clean
+   image itself as its target.
 
 Every step takes and returns float images in [0, 1], (B, C, H, W), and draws from the given generator.
 """
@@ -80,8 +83,11 @@ class Degradation:
     jpeg_share: float = 0.25  # noisy images saved as JPEG and read back
     jpeg_min: int = 50  # quality drawn uniformly from [jpeg_min, jpeg_max]
     jpeg_max: int = 95
+    jpeg_target: str = "file"  # "file": the clean image through the same JPEG; "original": the clean image
 
     def __post_init__(self) -> None:
+        if self.jpeg_target not in ("file", "original"):
+            raise ValueError(f"jpeg_target must be 'file' or 'original', got {self.jpeg_target!r}")
         for name in ("near_extreme_share", "resize_share", "jpeg_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
@@ -113,5 +119,6 @@ class Degradation:
                 qualities = (self.jpeg_min + (_draw(len(chosen), generator=generator, device=device) * span)
                              .long().clamp_max(span - 1)).tolist()
                 noisy[chosen] = jpeg_round_trip(noisy[chosen], qualities=qualities)
-                clean[chosen] = jpeg_round_trip(clean[chosen], qualities=qualities)
+                if self.jpeg_target == "file":
+                    clean[chosen] = jpeg_round_trip(clean[chosen], qualities=qualities)
         return noisy, clean

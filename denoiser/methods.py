@@ -51,7 +51,8 @@ METHODS: dict[str, Method] = {m.key: m for m in (
                                                         backend=backend)),
     Method("impulse", "Impulse U-Net", "a colour U-Net that learned which values are impulses, also those that "
            "JPEG or resizing moved off pure black and white, and keeps genuine black and white detail; the "
-           "default model's U-Net repaints what it finds", True,
+           "default model's U-Net repaints what it finds, and a third network clears the ringing JPEG left "
+           "around each dot", True,
            lambda source, device, backend: load_denoiser(source or IMPULSE_CHECKPOINT, device=device,
                                                         backend=backend)),
     Method("article", "Article autoencoder", "the article's 6+6-layer autoencoder. It only knows 32×32 "

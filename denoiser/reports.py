@@ -163,7 +163,11 @@ def model_card(cfg: TrainConfig, *, model: DenoisingModel, history: list[dict], 
            f"{cfg.photo_share:.0%} of steps, {cfg.structure_share:.0%} of them with synthetic structure drawn in "
            "(the held-out validation photos never)."] if cfg.photos else []),
         *([f"- Started from the weights of `{cfg.init_from}`."] if cfg.init_from else []),
+        *([f"- Trained {model.parameter_count(trained_only=True):,} of the parameters; the rest stayed frozen."]
+          if model.parameter_count(trained_only=True) < model.parameter_count() else []),
         f"- Noise: `{json.dumps(asdict(cfg.noise))}`, {'frozen once' if cfg.frozen_noise else 'fresh every batch'}.",
+        *([f"- After the noise (`denoiser.degrade`): `{json.dumps(asdict(cfg.degradation))}`."]
+          if cfg.degradation.near_extreme_share or cfg.degradation.resize_share or cfg.degradation.jpeg_share else []),
         f"- Preprocessing: `{json.dumps(asdict(cfg.preprocess))}`.",
         f"- Command: `{cfg.command or 'python train.py'}`",
         f"- Hardware: {last.get('device', '?')}, {seconds:.0f} s of training and validation.", "",
@@ -189,6 +193,8 @@ def pair_card(model: DenoisingModel, *, detector: Path, filler: Path) -> ModelCa
         f"- filler: `{filler.name}` (the default model's U-Net, channel by channel);",
         f"- a value at exactly 0 or 1 is repainted unless the detector's logit is below {config.exact_threshold}, "
         f"any other value only when it is above {config.other_threshold}.", "",
+        *(["A refiner follows, kept from the pair this one replaced: it learned the previous pair's residual, "
+           "so retrain it (`python train.py --recipe moved`).", ""] if config.refiner is not None else []),
         "Published in the default model's `moved/` folder, it takes the images whose impulses moved off exact "
         "black and white (noisy JPEGs, near-extreme impulses; `denoiser/moved.py`); it is also the method "
         "`impulse`.", "",

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from denoiser import reports
 from denoiser.architectures import build_model
-from denoiser.checkpoint import atomic_torch_save, copy_checkpoint, load_model, save_checkpoint
+from denoiser.checkpoint import atomic_torch_save, copy_checkpoint, load_model, read_config, save_checkpoint
 from denoiser.crops import PhotoCrops
 from denoiser.data import ImageSet, Preprocess, load_split, one_per_class, prepare_batch
 from denoiser.degrade import Degradation
@@ -104,6 +104,7 @@ class TrainConfig:
     # repaints a pixel with about its own value.
     soft_mask_weight: float = 0.0
     init_from: str | None = None  # a checkpoint folder whose tensors of matching name and shape start the model
+    # (its config too, under model_config, when it is of the same architecture)
     card_title: str = "Salt-and-pepper denoiser"
     command: str = ""  # the command line, recorded in the model card
 
@@ -519,31 +520,44 @@ def write_epoch_outputs(cfg: TrainConfig, rt: Runtime, *, model: DenoisingModel,
 
 def init_weights(model: DenoisingModel, folder: str) -> tuple[int, list[str]]:
     """Copy into `model` every tensor of the checkpoint in `folder` whose name and shape match (fine-tuning, or
-    a new architecture that shares a trunk with an old one); a colour U-Net takes a grayscale one's tensors
-    through `UNetDenoiser.colour_tensors_from_gray`. Returns (tensors copied, names left as built)."""
+    a new architecture that shares a trunk with an old one), except those under the model's `fresh_on_init`; a
+    colour U-Net takes a grayscale one's tensors through `UNetDenoiser.colour_tensors_from_gray`. Every frozen
+    parameter must be copied. Returns (tensors copied, names left as built)."""
     source_model = load_model(folder)
     source = source_model.state_dict()
     own = model.state_dict()
     if isinstance(model, UNetDenoiser) and isinstance(source_model, UNetDenoiser) and \
             source_model.config.in_channels == 1 < model.config.in_channels:
         source = model.colour_tensors_from_gray(source)  # a colour U-Net started from the grayscale one
-    matching = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    matching = {k: v for k, v in source.items()
+                if k in own and own[k].shape == v.shape and not k.startswith(model.fresh_on_init)}
     if not matching:
         raise ValueError(f"--init-from {folder}: no tensor matches this model's names and shapes")
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad and name not in matching]
+    if frozen:  # a frozen part left as built would stay random for the whole run
+        raise ValueError(f"--init-from {folder}: the model's frozen parts must come from it, but "
+                         f"{len(frozen)} tensors do not match ({', '.join(frozen[:3])}...)")
     model.load_state_dict(matching, strict=False)
     return len(matching), sorted(set(own) - set(matching))
 
 
+def model_settings(cfg: TrainConfig) -> dict:
+    """The model's config fields: those of the `init_from` checkpoint when it is of the same architecture, under
+    the run's own `model_config`, so a fine-tune rebuilds the network it starts from."""
+    start = read_config(Path(cfg.init_from)) if cfg.init_from else {}
+    return {**(start["config"] if start.get("architecture") == cfg.architecture else {}), **cfg.model_config}
+
+
 def build_parts(cfg: TrainConfig, rt: Runtime, *, steps_per_epoch: int) -> Parts:
     # channels_last: oneDNN's faster convolution layout (1.16x training throughput on this project's CPU).
-    model = build_model(cfg.architecture, cfg.model_config)
+    model = build_model(cfg.architecture, model_settings(cfg))
     if cfg.init_from:
         loaded, skipped = init_weights(model, cfg.init_from)
         log(rt, f"initialized {loaded} tensors from {cfg.init_from}"
                 + (f"; {len(skipped)} kept their fresh values ({', '.join(skipped[:4])}{'...' if len(skipped) > 4 else ''})"
                    if skipped else ""))
     model = model.to(rt.device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     total_steps = cfg.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
@@ -588,7 +602,10 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     if resuming:
         progress = load_resume(rt, resume_path, parts=parts)
         log(rt, f"resuming from {resume_path}: epoch {progress.epoch + 1}, step {progress.step}")
-    log(rt, f"model {cfg.architecture}: {parts.model.parameter_count():,} parameters | device {rt.device}"
+    trained = parts.model.parameter_count(trained_only=True)
+    log(rt, f"model {cfg.architecture}: {parts.model.parameter_count():,} parameters"
+            f"{f' ({trained:,} trained, the rest frozen)' if trained < parts.model.parameter_count() else ''}"
+            f" | device {rt.device}"
             f"{' ' + str(rt.autocast_dtype) if rt.autocast_dtype else ' fp32'} | {rt.world} process(es) | "
             f"train {len(train_set):,} images, validation {len(val_set):,} images | {steps_per_epoch} steps/epoch")
 

@@ -57,9 +57,14 @@ def test_degradation_is_seeded_leaves_inputs_alone_and_respects_shares() -> None
     assert torch.equal(a[1][~changed], clean[~changed]) and not torch.equal(a[1][changed], clean[changed])
     off = Degradation(near_extreme_share=0, resize_share=0, jpeg_share=0).apply(noisy, clean)
     assert torch.equal(off[0], noisy) and torch.equal(off[1], clean)
+    # With the original as the target, the same draws compress the same noisy images and leave the clean ones.
+    original = Degradation(near_extreme_share=0.0, resize_share=0.0, jpeg_share=0.5, jpeg_target="original")
+    c = original.apply(noisy, clean, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(c[0], a[0]) and torch.equal(c[1], clean)
 
 
-@pytest.mark.parametrize("bad", [{"jpeg_share": 1.5}, {"resize_min": 0.0}, {"jpeg_min": 0}, {"jpeg_min": 90, "jpeg_max": 80}])
+@pytest.mark.parametrize("bad", [{"jpeg_share": 1.5}, {"resize_min": 0.0}, {"jpeg_min": 0},
+                                 {"jpeg_min": 90, "jpeg_max": 80}, {"jpeg_target": "clean"}])
 def test_degradation_refuses_bad_settings(bad: dict) -> None:
     with pytest.raises(ValueError):
         Degradation(**bad)

@@ -155,24 +155,25 @@ def test_default_checkpoint_restores_real_images(gallery_u8: torch.Tensor, photo
     assert np.array_equal(load_denoiser(DEFAULT_CHECKPOINT, device="cpu").denoise(noisy_photo), out)
 
 
-# Measured on the astronaut crop, noise seed 0: the Impulse U-Net (detector + the default model's U-Net) returns
-# the clean photo bit for bit; at amount 0.3 it gets 35.35 dB (default 35.40); saved as JPEG q75 after the
-# noise, 24.53 dB where the default model's exact rule alone gets 12.12 (noisy: 10.61). The default model hands
-# that JPEG to the Impulse U-Net, its moved/ model, and keeps the lossless image for its own network.
-def test_impulse_checkpoint_keeps_clean_photos_and_sees_jpeg_noise(photo: np.ndarray) -> None:
+# Measured on the astronaut crop, noise seed 0: the Impulse U-Net (detector, the default model's U-Net, and a
+# refiner that corrects every value) returns the clean photo at 43.26 dB (the gray crop at 49.57); at amount 0.3
+# it gets 35.11 dB (default 35.53); saved as JPEG q75 after the noise, 26.84 dB where the default model's exact
+# rule alone gets 10.61 (noisy: 10.61). The default model hands that JPEG to the Impulse U-Net, its moved/
+# model, and keeps the lossless image for its own network.
+def test_impulse_checkpoint_leaves_clean_photos_near_alone_and_sees_jpeg_noise(photo: np.ndarray) -> None:
     impulse, exact_rule = load_denoiser(IMPULSE_CHECKPOINT, device="cpu"), load_denoiser(device="cpu", moved=False)
     default = load_denoiser(device="cpu")
-    assert np.array_equal(impulse.denoise(photo), photo)
+    assert psnr_u8(impulse.denoise(photo), photo) > 42
     gray = photo.mean(axis=2).astype(np.uint8)
-    assert np.array_equal(impulse.denoise(gray), gray)
+    assert psnr_u8(impulse.denoise(gray), gray) > 48
     noisy = salt_and_pepper_array(photo, amount=0.3, seed=0)
-    assert psnr_u8(impulse.denoise(noisy), photo) > psnr_u8(default.denoise(noisy), photo) - 0.3
+    assert psnr_u8(impulse.denoise(noisy), photo) > psnr_u8(default.denoise(noisy), photo) - 0.6
     buffer = io.BytesIO()
     Image.fromarray(noisy).save(buffer, "JPEG", quality=75)
     jpeg = np.asarray(Image.open(buffer))
     ours = psnr_u8(impulse.denoise(jpeg), photo)
-    assert ours > 23.5
-    assert ours > psnr_u8(exact_rule.denoise(jpeg), photo) + 10
+    assert ours > 26
+    assert ours > psnr_u8(exact_rule.denoise(jpeg), photo) + 15
     assert np.array_equal(default.denoise(jpeg), impulse.denoise(jpeg))
     assert np.array_equal(default.denoise(noisy), exact_rule.denoise(noisy))
 

@@ -276,3 +276,22 @@ def test_detect_fill_is_assembled_not_trained() -> None:
         pair(torch.rand(1, 3, 16, 16))
     assert pair.receptive_radius == (pair.detector.receptive_radius + pair.filler.receptive_radius
                                      - pair.filler.config.saturation_window // 2)
+
+
+def test_a_fresh_refiner_starts_as_the_pair_and_only_it_learns() -> None:
+    from denoiser.models import DetectFill
+    from denoiser.models.detect_fill import Refiner, RefinerConfig
+    from denoiser.models.unet import trunk_radius
+
+    pair = _pair()
+    refiner = Refiner(RefinerConfig(widths=(8, 16), blocks=(1, 1)))
+    refined = DetectFill.assemble(pair.detector, pair.filler, refiner=refiner)
+    x = _noisy((2, 3, 24, 40), amount=0.3)
+    with torch.no_grad():
+        assert torch.equal(refined.eval()(x), pair(x))  # the refiner's tail starts at zero
+    refined.train()
+    assert refined.refiner.training and not refined.detector.training and not refined.filler.training
+    refined(x).square().mean().backward()
+    learns = {name.split(".")[0] for name, p in refined.named_parameters() if p.grad is not None}
+    assert learns == {"refiner"} and all(p.grad.abs().sum() > 0 for p in refined.refiner.tail.parameters())
+    assert refined.receptive_radius == pair.receptive_radius + trunk_radius((1, 1))

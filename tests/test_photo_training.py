@@ -172,3 +172,38 @@ def test_a_colour_unet_started_from_a_gray_one_repaints_a_gray_image_as_the_gray
         assert not torch.allclose(out[:, 0], out[:, 2], atol=1e-3)
         with pytest.raises(ValueError, match="grayscale U-Net"):
             colour.colour_tensors_from_gray(colour.state_dict())
+
+
+def test_the_moved_recipe_trains_a_refiner_on_the_frozen_pair_and_a_new_pair_keeps_it(
+        image_folder: Path, photo_folder: Path, tmp_path: Path, capsys) -> None:
+    from denoiser.architectures import ARCHITECTURES, build_model
+    from denoiser.checkpoint import load_model, read_card, save_checkpoint
+
+    torch.manual_seed(0)
+    tiny = {k: v for k, v in ARCHITECTURES["detect_fill"].tiny.items() if k != "refiner"}
+    start = save_checkpoint(build_model("detect_fill", tiny), tmp_path / "pair")
+    published = tmp_path / "published"
+    common = ["--recipe", "moved", "--data", str(image_folder), "--photos", str(photo_folder), "--batch-size", "8",
+              "--epochs", "1", "--publish", str(published)]
+    # The pair's own (tiny) config comes from --init-from; the recipe adds its refiner, and only that trains.
+    assert train.main([*common, "--out", str(tmp_path / "run"), "--init-from", str(start)]) == 0
+    assert "trained, the rest frozen)" in capsys.readouterr().out
+    before, after = load_model(start), load_model(published)
+    assert after.refiner is not None and "stayed frozen" in read_card(published).text
+    for name, value in before.state_dict().items():
+        assert torch.allclose(value, after.state_dict()[name], atol=1e-3), name  # the pair, untouched (fp16 copy)
+    assert any(v.abs().sum() > 0 for v in after.refiner.tail.state_dict().values())  # the refiner learned
+    # A new detector or filler published beside it keeps the refiner, and says it needs retraining.
+    detector = save_checkpoint(build_model("impulse", ARCHITECTURES["impulse"].tiny), tmp_path / "detector")
+    filler = save_checkpoint(build_model("unet", ARCHITECTURES["unet"].tiny), tmp_path / "filler")
+    train.publish_pair(detector, filler=filler, out=published)
+    assert "retrain it with `python train.py --recipe moved`" in capsys.readouterr().out
+    kept = load_model(published)
+    assert all(torch.equal(v, kept.refiner.state_dict()[k]) for k, v in after.refiner.state_dict().items())
+    assert "A refiner follows" in read_card(published).text
+    # Frozen parts that the starting checkpoint cannot fill would stay random: refused before training.
+    from denoiser.training import init_weights
+    deeper = build_model("detect_fill", {**tiny, "filler": {"widths": [8, 16, 32], "blocks": [1, 1, 1]},
+                                         "refiner": {"widths": [8], "blocks": [1]}})
+    with pytest.raises(ValueError, match="frozen parts must come from it"):
+        init_weights(deeper, str(start))

@@ -19,9 +19,11 @@ class DenoisingModel(nn.Module):
     architecture: ClassVar[str]  # the key of denoiser.architectures.ARCHITECTURES
     config: Any  # the architecture's config dataclass
     pad_mode: ClassVar[str] = "replicate"  # how inputs are padded to the model's multiple (`pad_to_multiple`)
+    fresh_on_init: ClassVar[tuple[str, ...]] = ()  # name prefixes of tensors `--init-from` never copies
 
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def parameter_count(self, *, trained_only: bool = False) -> int:
+        """All parameters, or only those that train (a model may freeze some of its parts)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trained_only)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, *, mode: str = "replicate") -> torch.Tensor:

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from denoiser.models.base import DenoisingModel, pad_to_multiple, unshuffled_conv
-from denoiser.models.unet import masked_mean, run_trunk, trunk_layers, trunk_radius
+from denoiser.models.unet import masked_mean, run_trunk, trunk_layers, trunk_levels, trunk_radius
 
 # The input also carries each value's closeness to an extreme, 1 at 0 or 1 and 0 from this far inside: an
 # impulse is decided pixel by pixel, while the trunk works at half resolution, so the detector is handed the
@@ -75,9 +75,7 @@ class ImpulseConfig:
     threshold: float = 0.0
 
     def __post_init__(self) -> None:
-        self.widths, self.blocks = tuple(self.widths), tuple(self.blocks)  # JSON gives lists back
-        if len(self.widths) != len(self.blocks) or not self.widths:
-            raise ValueError("widths and blocks need one entry per level")
+        self.widths, self.blocks = trunk_levels(self.widths, self.blocks)
 
     @property
     def multiple(self) -> int:

@@ -56,9 +56,7 @@ class UNetConfig:
     saturation_z: float = 2.5
 
     def __post_init__(self) -> None:
-        self.widths, self.blocks = tuple(self.widths), tuple(self.blocks)  # JSON gives lists back
-        if len(self.widths) != len(self.blocks) or not self.widths:
-            raise ValueError("widths and blocks need one entry per level")
+        self.widths, self.blocks = trunk_levels(self.widths, self.blocks)
         if self.fill_window % 2 == 0 or (self.saturation_window and self.saturation_window % 2 == 0):
             raise ValueError("fill_window and saturation_window must be odd")
 
@@ -185,6 +183,14 @@ class UNetDenoiser(DenoisingModel):
         """Pixels beyond this distance cannot change an output pixel (an upper bound, measured in tests)."""
         inputs = self.config.fill_window // 2 + self.config.saturation_window // 2 + 2  # mask and first guess
         return inputs + trunk_radius(self.config.blocks)
+
+
+def trunk_levels(widths: tuple[int, ...] | list[int],
+                 blocks: tuple[int, ...] | list[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A trunk's widths and blocks as tuples (JSON gives lists back), checked to give one entry per level."""
+    if len(widths) != len(blocks) or not widths:
+        raise ValueError("widths and blocks need one entry per level")
+    return tuple(widths), tuple(blocks)
 
 
 def trunk_layers(widths: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[nn.ModuleList, ...]:
