@@ -50,7 +50,7 @@ MIN_RATIO = 0.2  # and share of its isolated extremes (lossless noise: <= 0.174;
 BAND, EVERY = 16, 64  # a tall image is read in bands of BAND rows every EVERY rows
 
 
-def _neighbour_counts(flags: torch.Tensor) -> torch.Tensor:
+def window_counts(flags: torch.Tensor) -> torch.Tensor:
     """3x3 sums of a (B, C, H, W) uint8 0/1 map, zeros beyond the edges (a pixel's 8 neighbours and itself)."""
     h, w = flags.shape[-2:]
     padded = F.pad(flags, (1, 1, 1, 1))
@@ -64,8 +64,8 @@ def isolated_extremes(images: torch.Tensor) -> torch.Tensor:
     The centre is never on the other side of itself, so "at least 5 of the 3x3 window" means 5 of its 8
     neighbours.
     """
-    dark = (images <= NEAR) & (_neighbour_counts((images > AWAY).view(torch.uint8)) >= 5)
-    bright = (images >= 1 - NEAR) & (_neighbour_counts((images < 1 - AWAY).view(torch.uint8)) >= 5)
+    dark = (images <= NEAR) & (window_counts((images > AWAY).view(torch.uint8)) >= 5)
+    bright = (images >= 1 - NEAR) & (window_counts((images < 1 - AWAY).view(torch.uint8)) >= 5)
     return dark | bright
 
 

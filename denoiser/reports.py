@@ -148,6 +148,20 @@ def card_metadata(cfg: TrainConfig, model: DenoisingModel) -> ModelCardData:
                          tags=["image-denoising", "salt-and-pepper", model.architecture])
 
 
+def shown_path(path: str | Path | None) -> str | None:
+    """A path as a card shows it: relative to the working directory (the repository, for `train.py`) when it
+    is there or beside it, as the README's commands name it; otherwise as given. train.py resolves the paths it
+    stores (a resumed run may start elsewhere), and a card shipped in the repository should not carry the
+    folders of the machine that trained it."""
+    if path is None or not os.path.isabs(path):
+        return None if path is None else str(path)
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive, on Windows
+        return str(path)
+    return relative if not relative.startswith(os.path.join("..", "..")) else str(path)
+
+
 def model_card(cfg: TrainConfig, *, model: DenoisingModel, history: list[dict], final: dict) -> ModelCard:
     """The card of a finished run: what was trained, how, and its validation figures at the end."""
     last = history[-1] if history else {}
@@ -157,12 +171,12 @@ def model_card(cfg: TrainConfig, *, model: DenoisingModel, history: list[dict], 
         f"Architecture `{model.architecture}`, {model.parameter_count():,} parameters, "
         f"config `{json.dumps(asdict(model.config))}`.", "",
         "## Training", "",
-        f"- Data: `{cfg.data}` ({last.get('train_images', '?')} training images), {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, "
+        f"- Data: `{shown_path(cfg.data)}` ({last.get('train_images', '?')} training images), {cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, "
         f"batch {cfg.batch_size} per process, Adam lr {cfg.lr} ({cfg.schedule}), {cfg.loss} loss.",
-        *([f"- Photos: `{cfg.photos}` as {cfg.photo_batch} crops of {cfg.photo_crop}x{cfg.photo_crop} on "
+        *([f"- Photos: `{shown_path(cfg.photos)}` as {cfg.photo_batch} crops of {cfg.photo_crop}x{cfg.photo_crop} on "
            f"{cfg.photo_share:.0%} of steps, {cfg.structure_share:.0%} of them with synthetic structure drawn in "
            "(the held-out validation photos never)."] if cfg.photos else []),
-        *([f"- Started from the weights of `{cfg.init_from}`."] if cfg.init_from else []),
+        *([f"- Started from the weights of `{shown_path(cfg.init_from)}`."] if cfg.init_from else []),
         *([f"- Trained {model.parameter_count(trained_only=True):,} of the parameters; the rest stayed frozen."]
           if model.parameter_count(trained_only=True) < model.parameter_count() else []),
         f"- Noise: `{json.dumps(asdict(cfg.noise))}`, {'frozen once' if cfg.frozen_noise else 'fresh every batch'}.",

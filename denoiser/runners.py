@@ -5,7 +5,8 @@
   the result matches the untiled one (to float rounding) while memory stays bounded by the tile size.
   After the U-Net has run on a colour image (a grayscale network channel by channel, or a colour network
   in one pass), its repainted values are re-estimated from the pixel's other channels and its neighbours'
-  colour (`denoiser.colour`), unless `colour_fill=False`.
+  colour (`denoiser.colour`), unless `colour_fill=False`. An image read as clean or lightly hit keeps every
+  exact black and white value but its lone and paired ones (`denoiser.sparse`), unless `keep_detail=False`.
 * `ByChannels` holds the two networks of one checkpoint folder (a network and a `colour/` one for colour
   images in one pass) and gives each image to the one for its channels.
 * `ByImpulses` holds a checkpoint folder's model and its `moved/` one, and gives each image whose impulses
@@ -34,6 +35,7 @@ from denoiser.interface import Denoiser, Progress, check_batch
 from denoiser.models import ArticleAutoencoder, UNetDenoiser
 from denoiser.models.base import pad_to_multiple
 from denoiser.moved import moved_impulses
+from denoiser.sparse import kept_extremes
 
 
 def _probe_images(shape: tuple[int, ...], *, seed: int) -> torch.Tensor:
@@ -66,7 +68,7 @@ class ModelDenoiser(Denoiser):
     dynamic_dims = (0, 2, 3)  # batch, height and width vary in the exported graph
 
     def __init__(self, model: UNetDenoiser, *, name: str = "Default model", tile_size: int = 512,
-                 call_pixels: int | None = None, colour_fill: bool = True) -> None:
+                 call_pixels: int | None = None, colour_fill: bool = True, keep_detail: bool = True) -> None:
         # channels_last: oneDNN's faster convolution layout, ~1.4x at 32x32 on this CPU.
         self.model, self.name = model.eval().to(memory_format=torch.channels_last), name
         self.device = next(model.parameters()).device
@@ -86,6 +88,10 @@ class ModelDenoiser(Denoiser):
         # validation photos, 4.9 dB with per-channel noise at 0.3 and 0.2-0.7 dB with per-pixel noise (README,
         # Training). It costs 20-90 ms on a 512x512 colour photo (per-pixel and per-channel noise).
         self.colour_fill = colour_fill and isinstance(model, UNetDenoiser)
+        # `denoiser.sparse`: on an image read as clean or lightly hit, only lone and paired exact extremes are
+        # impulses, so lines, text and clipped specks keep their black and white. For the U-Net's exact rule only;
+        # a learned detector decides for itself.
+        self.keep_detail = keep_detail and isinstance(model, UNetDenoiser)
 
     @property
     def call_pixels(self) -> int | None:
@@ -109,7 +115,14 @@ class ModelDenoiser(Denoiser):
     def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
         check_batch(images)
         b, c, h, w = images.shape
-        x = self._fold(images.to(self.device))
+        device, images = images.device, images.to(self.device)
+        kept = kept_extremes(images, flagged=self.model.impulses) if self.keep_detail else None
+        # On the CPU a batch that keeps every value skips the network; on a GPU asking would wait for the device.
+        if kept is not None and self.device.type == "cpu" and bool(kept.all()):
+            if progress:
+                progress(1, 1)
+            return images.clone().to(device)
+        x = self._fold(images)
         m = self.model.config.multiple
         # Pad once to the model's multiple, so tile edges fall on the same grid as the whole image's.
         x = pad_to_multiple(x, m, mode=self.model.pad_mode)
@@ -120,8 +133,10 @@ class ModelDenoiser(Denoiser):
             out = self._tiled(x, chunk=b if self.call_pixels is None else 1, progress=progress)
         out = self._unfold(out[..., :h, :w], channels=c).clamp(0, 1)
         if self.colour_fill and c == 3:
-            out = colour_difference_fill(images.to(self.device), out)
-        return out.to(images.device)
+            out = colour_difference_fill(images, out)
+        if kept is not None:
+            out = torch.where(kept, images, out)
+        return out.to(device)
 
     def _fold(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

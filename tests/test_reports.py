@@ -73,3 +73,19 @@ def test_model_card_is_a_hub_card_that_round_trips_through_a_checkpoint(tmp_path
     assert again.data.to_dict() == card.data.to_dict() and again.text == card.text
     other = reports.model_card(TrainConfig(data="/photos"), model=model, history=history, final={"val_psnr": 1.0})
     assert other.data.datasets is None
+
+
+def test_cards_show_the_paths_of_the_repository_and_beside_it_relative(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "machine" / "main"
+    (repo / "checkpoints").mkdir(parents=True)
+    monkeypatch.chdir(repo)
+    assert reports.shown_path(str(repo / "checkpoints" / "default")) == "checkpoints/default"
+    assert reports.shown_path(str(tmp_path / "machine" / "shared" / "data.zip")) == "../shared/data.zip"
+    assert reports.shown_path(str(tmp_path / "elsewhere.zip")) == str(tmp_path / "elsewhere.zip")
+    assert reports.shown_path("cifar10") == "cifar10" and reports.shown_path(None) is None
+    model = build_model("unet", {"widths": [8, 16], "blocks": [1, 1]})
+    cfg = TrainConfig(data=str(tmp_path / "machine" / "shared" / "cifar.zip"), init_from=str(repo / "checkpoints"))
+    history = [{"epoch": 1, "train_images": 10, "val_images": 2, "device": "cpu", "seconds": 1.0}]
+    text = reports.model_card(cfg, model=model, history=history, final={"val_psnr": 1.0}).text
+    assert "`../shared/cifar.zip`" in text and "weights of `checkpoints`." in text and str(tmp_path) not in text
