@@ -40,6 +40,8 @@ and 9 ms in colour (this 2-core CPU; 1-3% of the default model's time on ONNX Ru
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -69,6 +71,21 @@ def isolated_extremes(images: torch.Tensor) -> torch.Tensor:
     return dark | bright
 
 
+def bands(images: torch.Tensor, mark: Callable[[torch.Tensor], torch.Tensor], *, context: int,
+          every: int = EVERY) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(what `mark` finds in a band, the band's own rows) for each band of `BAND` rows every `every` rows of
+    (B, C, H, W) images; an image no taller than `every` is one band, whole.
+
+    `mark` ((B, C, H', W) -> bool, same shape) sees each band with the `context` rows on either side that
+    decide its marks, so a band is marked as it would be within the whole image.
+    """
+    h = images.shape[-2]
+    band, every = (BAND, every) if h > every else (h, h)
+    for top in range(0, h, every):
+        lo, bottom = max(0, top - context), min(h, top + band)
+        yield mark(images[..., lo:bottom + context, :])[..., top - lo:bottom - lo, :], images[..., top:bottom, :]
+
+
 def moved_shares(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,) each for (B, C, H, W) images: the share of values that are moved isolated extremes, and their share
     of all isolated extremes (0 when there are none).
@@ -77,15 +94,10 @@ def moved_shares(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     around it, so a band sees the same neighbours as the whole image): a quarter of the work on a photo, with
     tens of thousands of values or more still voting. Smaller images are read whole.
     """
-    h = images.shape[-2]
-    band = BAND if h > EVERY else h
     everywhere = tuple(range(1, images.ndim))
     moved = both = torch.zeros(len(images), dtype=torch.int64, device=images.device)
     values = 0
-    for top in range(0, h, EVERY if h > EVERY else h):
-        lo, bottom = max(0, top - 1), min(h, top + band)
-        isolated = isolated_extremes(images[..., lo:bottom + 1, :])[..., top - lo:bottom - lo, :]
-        rows = images[..., top:bottom, :]
+    for isolated, rows in bands(images, isolated_extremes, context=1):
         moved = moved + torch.count_nonzero(isolated & (rows > 0) & (rows < 1), dim=everywhere)
         both = both + torch.count_nonzero(isolated, dim=everywhere)
         values += rows[0].numel()

@@ -40,8 +40,8 @@ from collections.abc import Callable
 
 import torch
 
-# Tall images are read in bands of BAND rows every EVERY rows, as for the moved-impulse test.
-from denoiser.moved import BAND, EVERY, window_counts
+# Tall images are read in bands, as for the moved-impulse test (`denoiser.moved.bands`).
+from denoiser.moved import EVERY, bands, window_counts
 
 MAX_SHARE = 0.01  # small clusters on fewer than this share of an image's values: clean or lightly hit
 # ... unless the exact rule would repaint more than this share. Dense noise leaves few small clusters too (at
@@ -79,15 +79,11 @@ def banded_share(images: torch.Tensor, found: Callable[[torch.Tensor], torch.Ten
     rows on either side that decide its marks: with `EVERY`, a quarter of the work, with tens of thousands of
     values voting.
     """
-    h = images.shape[-2]
-    band, every = (BAND, every) if h > every else (h, h)
     count = torch.zeros(len(images), dtype=torch.int64, device=images.device)
     values = 0
-    for top in range(0, h, every):
-        lo, bottom = max(0, top - context), min(h, top + band)
-        marked = found(images[..., lo:bottom + context, :])[..., top - lo:bottom - lo, :]
+    for marked, rows in bands(images, found, context=context, every=every):
         count = count + torch.count_nonzero(marked, dim=tuple(range(1, images.ndim)))
-        values += marked[0].numel()
+        values += rows[0].numel()
     return count / values
 
 
