@@ -44,8 +44,9 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("default", "Default model", "a U-Net trained here; it repaints only the pixels it judges to be "
            "impulses and leaves every other pixel as it is. On colour images it runs channel by channel, then "
            "each value it repainted is re-estimated from the pixel's other channels and its neighbours' colour. "
-           "On a clean or lightly hit image it repaints only lone and paired black and white dots, so lines, "
-           "text and clipped highlights stay. An image whose dots moved off pure black and white (saved as "
+           "On a clean or lightly hit image it repaints only lone and paired black and white dots, and not "
+           "even those when all are white or all black, so lines, text, clipped highlights and stars on a "
+           "night sky stay. An image whose dots moved off pure black and white (saved as "
            "JPEG after the noise, say) goes to the Impulse U-Net instead",
            True,
            lambda source, device, backend: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,

@@ -6,7 +6,8 @@
   After the U-Net has run on a colour image (a grayscale network channel by channel, or a colour network
   in one pass), its repainted values are re-estimated from the pixel's other channels and its neighbours'
   colour (`denoiser.colour`), unless `colour_fill=False`. An image read as clean or lightly hit keeps every
-  exact black and white value but its lone and paired ones (`denoiser.sparse`), unless `keep_detail=False`.
+  exact black and white value but its lone and paired ones, and those too when they are of one polarity only
+  (`denoiser.sparse`), unless `keep_detail=False`.
 * `ByChannels` holds the two networks of one checkpoint folder (a network and a `colour/` one for colour
   images in one pass) and gives each image to the one for its channels.
 * `ByImpulses` holds a checkpoint folder's model and its `moved/` one, and gives each image whose impulses

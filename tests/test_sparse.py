@@ -11,7 +11,7 @@ from denoiser import load_denoiser
 from denoiser.imaging import array_to_tensor, tensor_to_array
 from denoiser.noise import salt_and_pepper
 from denoiser.models import UNetDenoiser
-from denoiser.sparse import EVERY, MAX_SHARE, kept_extremes, small_clusters, small_share
+from denoiser.sparse import EVERY, MAX_SHARE, kept_extremes, noise_like_clusters, small_clusters, small_share
 from denoiser.structure import structure_set
 
 from conftest import psnr_u8
@@ -51,8 +51,46 @@ def test_clean_and_lightly_hit_photos_keep_their_extremes_and_noisy_ones_do_not(
     kept = kept_extremes(batch, flagged=UNetDenoiser().impulses)
     light = kept.flatten(1).any(dim=1)  # (B, C, H, W) -> (B, CHW) -> (B,)
     assert light.tolist() == [True, True, False, False, False, False]
-    assert torch.equal(kept[:2], ~small_clusters(batch[:2]))
+    assert torch.equal(kept[:2], ~noise_like_clusters(batch[:2]))
     assert kept_extremes(batch[2:4], flagged=UNetDenoiser().impulses) is None  # on the CPU: nothing to keep
+
+
+def _specks(background: torch.Tensor, *, white: int, black: int, seed: int = 0) -> torch.Tensor:
+    """`background` (1, 1, H, W) with lone white and black values at spots of a grid three pixels apart."""
+    x = background.clone()
+    h, w = x.shape[-2:]
+    spots = torch.stack(torch.meshgrid(torch.arange(1, h - 1, 3), torch.arange(1, w - 1, 3), indexing="ij"), -1)
+    spots = spots.reshape(-1, 2)  # (rows, cols, 2) -> (spots, 2)
+    spots = spots[torch.randperm(len(spots), generator=torch.Generator().manual_seed(seed))]
+    for i, (y, xx) in enumerate(spots[: white + black].tolist()):
+        x[0, 0, y, xx] = 1.0 if i < white else 0.0
+    return x
+
+
+def test_specks_of_one_polarity_are_detail_where_the_other_would_show() -> None:
+    grey = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
+    stars = _specks(grey, white=40, black=0)
+    assert small_clusters(stars).sum().item() == 40
+    assert not noise_like_clusters(stars).any()  # 40 lone whites where 40 lone blacks could show, and none do
+    for noisy in (_specks(grey, white=40, black=40), _specks(grey, white=40, black=1)):
+        assert torch.equal(noise_like_clusters(noisy), small_clusters(noisy))  # both sides: noise
+    few = _specks(grey, white=20, black=0)  # too few for the missing side to mean anything
+    assert torch.equal(noise_like_clusters(few), small_clusters(few))
+    night = _specks(torch.zeros(1, 1, 64, 64), white=40, black=0)
+    assert torch.equal(noise_like_clusters(night), small_clusters(night))  # no room for pepper: salt or stars?
+
+
+def test_a_clean_star_field_comes_back_unchanged_and_its_light_noise_is_still_found() -> None:
+    sky = next(s.image for s in structure_set(size=128) if s.name == "star field")
+    denoiser = load_denoiser(device="cpu")
+    assert np.array_equal(denoiser.denoise(sky), sky)
+    x = salt_and_pepper(array_to_tensor(sky).unsqueeze(0), amount=0.004, generator=torch.Generator().manual_seed(0))
+    # Balanced noise brings lone blacks onto the sky, so the stars can no longer be told from salt.
+    assert torch.equal(noise_like_clusters(x), small_clusters(x))
+    noisy = tensor_to_array(x[0], like=sky)
+    salt = (noisy == 255).all(axis=-1) & (sky < 128).all(axis=-1)  # salt on the dark sky: a star to look at
+    assert salt.sum() > 20
+    assert np.abs(denoiser.denoise(noisy)[salt].astype(int) - sky[salt]).max() < 40  # repainted as sky
 
 
 def test_tall_images_are_read_in_bands_that_see_their_clusters_whole() -> None:
