@@ -256,11 +256,17 @@ def _model_source(key: str) -> str | None:
 
 
 def load_methods() -> tuple[dict[str, Denoiser], dict[str, str]]:
-    """Build every method once; returns the working ones and, per failed one, why it failed."""
-    ready, failed = {}, {}
+    """Build every method once; returns the working ones and, per failed one, why it failed.
+
+    The methods share the networks they have in common (the default model's U-Net with "no colour fill", its
+    Impulse U-Net with "impulse"), so each network's ONNX Runtime session, and the memory it keeps after a
+    large image, exists once.
+    """
+    ready, failed, shared = {}, {}, {}
     for key in APP_METHODS:
         try:
-            ready[key] = METHODS[key].build(source=_model_source(key), device=DEVICE, backend=BACKEND)
+            ready[key] = METHODS[key].build(source=_model_source(key), device=DEVICE, backend=BACKEND,
+                                            shared=shared)
         except Exception as err:  # noqa: BLE001 - any load failure must leave the other methods usable
             failed[key] = f"{type(err).__name__}: {err}"
             log.warning("method %r is unavailable: %s", key, failed[key])

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from denoiser.architectures import wrap_model
-from denoiser.checkpoint import COLOUR_FOLDER, MOVED_FOLDER, is_checkpoint, load_model, resolve_source
+from denoiser.checkpoint import COLOUR_FOLDER, MOVED_FOLDER, WEIGHTS_FILE, is_checkpoint, load_model, resolve_source
 from denoiser.interface import Denoiser, select_device
 from denoiser.runners import ByChannels, ByImpulses
 
@@ -35,8 +36,13 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "torch", "onnx")
 
 
+# What `load_denoiser(shared=...)` keeps per network: its model, the core the runner calls, and the backend.
+Networks = dict[tuple, tuple[Any, Any, str]]
+
+
 def load_denoiser(source: str | Path | None = None, *, device: str | torch.device | None = None,
-                  backend: str = "auto", moved: bool = True, **options) -> Denoiser:
+                  backend: str = "auto", moved: bool = True, shared: Networks | None = None,
+                  **options) -> Denoiser:
     """Load a denoiser: the shipped default when `source` is None, else a checkpoint folder or Hub repo id.
 
     `device`: None picks CUDA when present, else the CPU (under `backend="onnx"`: the CPU).
@@ -55,6 +61,12 @@ def load_denoiser(source: str | Path | None = None, *, device: str | torch.devic
     through the folder's own. A folder with a `moved/` checkpoint inside (the default model's: the Impulse
     U-Net) gives a `denoiser.runners.ByImpulses`: images whose impulses moved off exact black and white
     (`denoiser.moved`; a noisy file saved as JPEG, say) go through that model, unless `moved` is False.
+
+    `shared`: a dict, empty at first, that several calls fill and take from, so that denoisers of the same
+    checkpoint files (the default model with and without its options, the Impulse U-Net on its own and as the
+    default model's `moved/` part) hold one copy of each network and of its ONNX Runtime session. A session's
+    memory grows to the largest image it has run: in the app, each copy added 320-510 MB after a 2048x2048
+    colour photo (README, Demo).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -64,22 +76,35 @@ def load_denoiser(source: str | Path | None = None, *, device: str | torch.devic
     if backend == "onnx" and device.type != "cpu":
         raise ValueError(f"backend 'onnx' runs on the CPU only, not on {device}; use backend='torch' or 'auto'")
     folder = resolve_source(DEFAULT_CHECKPOINT if source is None else source)
-    denoiser = _runner(folder, device=device, backend=backend, options=options)
+    def runner(where: Path) -> Denoiser:
+        return _runner(where, device=device, backend=backend, options=options, shared=shared)
+
+    denoiser = runner(folder)
     if is_checkpoint(folder / COLOUR_FOLDER):
-        denoiser = ByChannels(gray=denoiser, colour=_runner(folder / COLOUR_FOLDER, device=device, backend=backend,
-                                                            options=options))
+        denoiser = ByChannels(gray=denoiser, colour=runner(folder / COLOUR_FOLDER))
     if moved and is_checkpoint(folder / MOVED_FOLDER):
-        denoiser = ByImpulses(exact=denoiser, moved=_runner(folder / MOVED_FOLDER, device=device, backend=backend,
-                                                            options=options))
+        denoiser = ByImpulses(exact=denoiser, moved=runner(folder / MOVED_FOLDER))
     return denoiser
 
 
-def _runner(folder: Path, *, device: torch.device, backend: str, options: dict) -> Denoiser:
-    """The checkpoint in `folder` wrapped for inference, on the backend asked for."""
-    denoiser = wrap_model(load_model(folder, device=device), **options)
-    if backend == "torch" or device.type != "cpu":
+def _runner(folder: Path, *, device: torch.device, backend: str, options: dict,
+            shared: Networks | None) -> Denoiser:
+    """The checkpoint in `folder` wrapped for inference, on the backend asked for; its network taken from, or
+    put into, `shared`."""
+    weights = (folder / WEIGHTS_FILE).stat()
+    # The file's identity and version: a checkpoint published again under the same path is loaded anew.
+    key = (str(folder.resolve()), weights.st_mtime_ns, weights.st_size, str(device), backend)
+    if shared is not None and key in shared:
+        model, core, used = shared[key]
+        denoiser = wrap_model(model, **options)
+        denoiser.core, denoiser.backend = core, used
         return denoiser
-    return _on_onnx(denoiser, folder, required=backend == "onnx")
+    denoiser = wrap_model(load_model(folder, device=device), **options)
+    if backend != "torch" and device.type == "cpu":
+        denoiser = _on_onnx(denoiser, folder, required=backend == "onnx")
+    if shared is not None:
+        shared[key] = (denoiser.model, denoiser.core, denoiser.backend)
+    return denoiser
 
 
 def _on_onnx(denoiser: Denoiser, folder: Path, *, required: bool) -> Denoiser:

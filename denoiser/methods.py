@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from denoiser.filters import AdaptiveMedianDenoiser, MedianDenoiser
-from denoiser.inference import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT, IMPULSE_CHECKPOINT, load_denoiser
+from denoiser.inference import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT, IMPULSE_CHECKPOINT, Networks, load_denoiser
 from denoiser.interface import Denoiser, select_device
 
 Source = str | Path | None
@@ -26,16 +26,17 @@ class Method:
     label: str  # what tables and the UI show
     blurb: str  # one line on what it does
     learned: bool  # True: loads a checkpoint (`source`); False: a classic filter
-    make: Callable[[Source, torch.device, str], Denoiser]
+    make: Callable[[Source, torch.device, str, Networks | None], Denoiser]
 
     def build(self, *, source: Source = None, device: str | torch.device | None = None,
-              backend: str = "auto") -> Denoiser:
+              backend: str = "auto", shared: Networks | None = None) -> Denoiser:
         """The ready `Denoiser`; `source` replaces a learned method's shipped checkpoint.
 
         `backend` ("auto", "torch" or "onnx", see `denoiser.inference.load_denoiser`) picks how a learned
-        method runs; the filters are torch code and ignore it.
+        method runs; the filters are torch code and ignore it. `shared` (a dict, the same for every method
+        built) lets the learned methods share the networks they have in common (`load_denoiser`).
         """
-        denoiser = self.make(source, select_device(device), backend)
+        denoiser = self.make(source, select_device(device), backend, shared)
         denoiser.name = self.label
         return denoiser
 
@@ -49,29 +50,29 @@ METHODS: dict[str, Method] = {m.key: m for m in (
            "night sky stay. An image whose dots moved off pure black and white (saved as "
            "JPEG after the noise, say) goes to the Impulse U-Net instead",
            True,
-           lambda source, device, backend: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
-                                                        backend=backend)),
+           lambda source, device, backend, shared: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
+                                                                backend=backend, shared=shared)),
     Method("impulse", "Impulse U-Net", "a colour U-Net that learned which values are impulses, also those that "
            "JPEG or resizing moved off pure black and white, and keeps genuine black and white detail; the "
            "default model's U-Net repaints what it finds, and a third network clears the ringing JPEG left "
            "around each dot", True,
-           lambda source, device, backend: load_denoiser(source or IMPULSE_CHECKPOINT, device=device,
-                                                        backend=backend)),
+           lambda source, device, backend, shared: load_denoiser(source or IMPULSE_CHECKPOINT, device=device,
+                                                                backend=backend, shared=shared)),
     Method("article", "Article autoencoder", "the article's 6+6-layer autoencoder. It only knows 32×32 "
            "grayscale images: on anything else it runs on each colour channel separately, in 32×32 tiles", True,
-           lambda source, device, backend: load_denoiser(source or ARTICLE_CHECKPOINT, device=device,
-                                                        backend=backend)),
+           lambda source, device, backend, shared: load_denoiser(source or ARTICLE_CHECKPOINT, device=device,
+                                                                backend=backend, shared=shared)),
     Method("median3", "3×3 median", "the classic filter: every pixel becomes the median of its 3×3 "
-           "neighbourhood (no learning)", False, lambda _, device, __: MedianDenoiser(size=3, device=device)),
+           "neighbourhood (no learning)", False, lambda _, device, __, ___: MedianDenoiser(size=3, device=device)),
     Method("median5", "5×5 median", "the same over a 5×5 neighbourhood (no learning)", False,
-           lambda _, device, __: MedianDenoiser(size=5, device=device)),
+           lambda _, device, __, ___: MedianDenoiser(size=5, device=device)),
     Method("adaptive_median", "Adaptive median", "a median filter that grows its window where noise is "
            "dense and only replaces pixels it judges to be noise (Hwang and Haddad, 1995; no learning)", False,
-           lambda _, device, __: AdaptiveMedianDenoiser(max_window=7, device=device)),
+           lambda _, device, __, ___: AdaptiveMedianDenoiser(max_window=7, device=device)),
     Method("no_colour_fill", "Default, no colour fill", "the default model with each colour channel left as "
            "its network repainted it, alone: no value re-estimated from the pixel's other channels", True,
-           lambda source, device, backend: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
-                                                        backend=backend, colour_fill=False)),
+           lambda source, device, backend, shared: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
+                                                                backend=backend, shared=shared, colour_fill=False)),
 )}
 
 

@@ -545,7 +545,7 @@ def build_methods(*, model: Path, previous: Path | None, device: torch.device, b
     the default model without `denoiser.colour`'s re-estimate (the "no_colour_fill" method) as a column. The
     previous default runs as the default method does today, the colour fill on."""
     methods: dict[str, Denoiser] = {}
-    learned, notes = [], []
+    learned, notes, shared = [], [], {}  # shared: columns of the same checkpoint hold its networks once
     columns = ((METHODS["default"].label, "default", model),
                (METHODS["no_colour_fill"].label, "no_colour_fill", model if without_fill else None),
                (PREVIOUS, "default", previous), (METHODS["impulse"].label, "impulse", impulse))
@@ -555,7 +555,7 @@ def build_methods(*, model: Path, previous: Path | None, device: torch.device, b
         if not is_checkpoint(source):
             notes.append(f"{label} skipped: no checkpoint at {source}")
             continue
-        methods[label] = METHODS[key].build(source=source, device=device, backend=backend)
+        methods[label] = METHODS[key].build(source=source, device=device, backend=backend, shared=shared)
         methods[label].name = label
         learned.append(label)
         notes.append(f"{label}: {source} ({methods[label].backend})")

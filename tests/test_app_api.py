@@ -499,3 +499,10 @@ def test_dead_instances_are_swept_and_live_ones_kept(tmp_path):
     finally:
         holder.close()
     assert not dead.exists() and young.exists() and alive.exists()
+
+
+def test_the_app_s_methods_share_their_common_networks(client):
+    import app
+
+    default, plain, impulse = (app.DENOISERS[k] for k in ("default", "no_colour_fill", "impulse"))
+    assert plain.exact.core is default.exact.core and impulse.core is default.moved.core

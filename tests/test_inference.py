@@ -290,3 +290,36 @@ def test_the_default_model_holds_its_moved_impulse_model_unless_told_not_to() ->
     default = load_denoiser(device="cpu", backend="torch")
     assert isinstance(default, ByImpulses) and default.moved.model.architecture == "detect_fill"
     assert not isinstance(load_denoiser(device="cpu", backend="torch", moved=False), ByImpulses)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_methods_built_with_one_shared_dict_hold_each_network_once_and_denoise_as_alone(photo: np.ndarray,
+                                                                                        backend: str) -> None:
+    pytest.importorskip("onnxruntime") if backend == "onnx" else None
+    shared: dict = {}
+    built = {key: METHODS[key].build(device="cpu", backend=backend, shared=shared)
+             for key in ("default", "no_colour_fill", "impulse")}
+    assert len(shared) == 2  # the default model's U-Net and its Impulse U-Net
+    default, plain, impulse = built.values()
+    assert plain.exact.core is default.exact.core and plain.exact.model is default.exact.model
+    assert impulse.core is default.moved.core and not plain.exact.colour_fill and default.exact.colour_fill
+    lossless = salt_and_pepper_array(photo, amount=0.3, seed=0)
+    jpeg = io.BytesIO()
+    Image.fromarray(lossless).save(jpeg, format="JPEG", quality=75)
+    for image in (lossless, np.asarray(Image.open(jpeg))):
+        for key, denoiser in built.items():
+            alone = METHODS[key].build(device="cpu", backend=backend)
+            assert np.array_equal(denoiser.denoise(image), alone.denoise(image)), key
+
+
+def test_a_checkpoint_written_again_is_loaded_anew_from_a_shared_dict(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    folder = save_checkpoint(UNetDenoiser(UNetConfig(widths=(8, 16), blocks=(1, 1))), tmp_path / "unet")
+    shared: dict = {}
+    first = load_denoiser(folder, device="cpu", backend="torch", shared=shared)
+    assert load_denoiser(folder, device="cpu", backend="torch", shared=shared).model is first.model
+    torch.manual_seed(1)
+    save_checkpoint(UNetDenoiser(UNetConfig(widths=(8, 16), blocks=(1, 1))), folder)
+    again = load_denoiser(folder, device="cpu", backend="torch", shared=shared)
+    assert again.model is not first.model and len(shared) == 2
+    assert not torch.equal(again.model.head.weight, first.model.head.weight)
