@@ -76,6 +76,7 @@ def load_denoiser(source: str | Path | None = None, *, device: str | torch.devic
     if backend == "onnx" and device.type != "cpu":
         raise ValueError(f"backend 'onnx' runs on the CPU only, not on {device}; use backend='torch' or 'auto'")
     folder = resolve_source(DEFAULT_CHECKPOINT if source is None else source)
+
     def runner(where: Path) -> Denoiser:
         return _runner(where, device=device, backend=backend, options=options, shared=shared)
 
