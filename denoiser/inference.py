@@ -92,10 +92,8 @@ def _runner(folder: Path, *, device: torch.device, backend: str, options: dict,
             shared: Networks | None) -> Denoiser:
     """The checkpoint in `folder` wrapped for inference, on the backend asked for; its network taken from, or
     put into, `shared`."""
-    weights = (folder / WEIGHTS_FILE).stat()
-    # The file's identity and version: a checkpoint published again under the same path is loaded anew.
-    key = (str(folder.resolve()), weights.st_mtime_ns, weights.st_size, str(device), backend)
-    if shared is not None and key in shared:
+    key = None if shared is None else _network_key(folder, device=device, backend=backend)
+    if key is not None and key in shared:
         model, core, used = shared[key]
         denoiser = wrap_model(model, **options)
         denoiser.core, denoiser.backend = core, used
@@ -103,9 +101,16 @@ def _runner(folder: Path, *, device: torch.device, backend: str, options: dict,
     denoiser = wrap_model(load_model(folder, device=device), **options)
     if backend != "torch" and device.type == "cpu":
         denoiser = _on_onnx(denoiser, folder, required=backend == "onnx")
-    if shared is not None:
+    if key is not None:
         shared[key] = (denoiser.model, denoiser.core, denoiser.backend)
     return denoiser
+
+
+def _network_key(folder: Path, *, device: torch.device, backend: str) -> tuple:
+    """What `shared` knows a network by: the weights file's identity and version (a checkpoint published again
+    under the same path is loaded anew), the device and the backend."""
+    weights = (folder / WEIGHTS_FILE).stat()
+    return str(folder.resolve()), weights.st_mtime_ns, weights.st_size, str(device), backend
 
 
 def _on_onnx(denoiser: Denoiser, folder: Path, *, required: bool) -> Denoiser:
