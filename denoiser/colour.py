@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 WINDOWS = (3, 5, 7)  # tried smallest first; odd
+KEPT_TOLERANCE = 1e-5  # an output this close to the input counts as kept (above the U-Net's REPAINT_MARGIN)
 # Rows per band: bounds the extra memory on multi-megapixel photos. A process denoising one 2048x2048 colour
 # photo peaked at 1.42 GB with per-channel noise (1.53 GB with 512-row bands, 1.25 GB without the fill;
 # /usr/bin/time, one run each), in the same time.
@@ -195,20 +196,27 @@ def colour_difference_fill(noisy: torch.Tensor, estimate: torch.Tensor, *,
     changed in every channel re-estimated from its three values and its neighbours' colour.
 
     A switching denoiser keeps every value it takes for clean bit for bit, so a changed value is a repainted
-    one. Only images, and row bands of BAND_ROWS, that hold such a value next to an unchanged channel are
-    worked on, and a band where few pixels need work (below SPARSE_SHARE: per-pixel noise repaints whole
-    pixels and leaves 1-2% of them) takes its window sums at those pixels only. A band reads the rows its
-    windows reach beyond it, so the result is the same as in one piece. The whole-pixel step follows, in bands
-    of its own (it reads the first step's output one row beyond each).
+    one, unless it went from one exact extreme to the other, which a rule decided. Only images, and row bands
+    of BAND_ROWS, that hold such a value next to an unchanged channel are worked on, and a band where few
+    pixels need work (below SPARSE_SHARE: per-pixel noise repaints whole pixels and leaves 1-2% of them)
+    takes its window sums at those pixels only. A band reads the rows its windows reach beyond it, so the
+    result is the same as in one piece. The whole-pixel step follows, in bands of its own (it reads the first
+    step's output one row beyond each).
     """
     if noisy.ndim != 4 or noisy.shape[1] != 3 or estimate.shape != noisy.shape:
         raise ValueError(f"expected two (B, 3, H, W) tensors of one shape, got {tuple(noisy.shape)} "
                          f"and {tuple(estimate.shape)}")
     if not windows or any(w < 1 or w % 2 == 0 for w in windows):
         raise ValueError(f"windows must be odd and positive, got {windows}")
-    observed = (estimate == noisy).to(noisy.dtype)  # what the denoiser kept
+    # What the denoiser kept (a repainted value the U-Net held just inside an extreme counts: it was that
+    # extreme before REPAINT_MARGIN), and what it turned from one exact extreme to the other: only a rule does
+    # that, as for an impulse on a line (`denoiser.models.runs`), and its verdict is no estimate to redo.
+    flipped = ((noisy <= 0) & (estimate >= 1)) | ((noisy >= 1) & (estimate <= 0))
+    observed = ((estimate - noisy).abs() <= KEPT_TOLERANCE) | flipped
+    known = torch.where(observed, estimate, noisy)  # a rule's verdict is what the other channels lean on
+    observed = observed.to(noisy.dtype)
     kept = observed.sum(dim=1)  # (B, H, W): channels kept per pixel
-    out = _kept_channel_step(noisy, estimate, observed, (kept > 0) & (kept < 3), windows)
+    out = _kept_channel_step(known, estimate, observed, (kept > 0) & (kept < 3), windows)
     _whole_pixel_step(out, (kept == 0).unsqueeze(1))  # (B, H, W) -> (B, 1, H, W)
     return out
 

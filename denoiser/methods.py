@@ -47,7 +47,8 @@ METHODS: dict[str, Method] = {m.key: m for m in (
            "each value it repainted is re-estimated from the pixel's other channels and its neighbours' colour. "
            "On a clean or lightly hit image it repaints only lone and paired black and white dots, and not "
            "even those when all are white or all black, so lines, text, clipped highlights and stars on a "
-           "night sky stay. An image whose dots moved off pure black and white (saved as "
+           "night sky stay. On a noisy image, one-pixel horizontal and vertical lines and borders of pure "
+           "black or white stay too. An image whose dots moved off pure black and white (saved as "
            "JPEG after the noise, say) goes to the Impulse U-Net instead",
            True,
            lambda source, device, backend, shared: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,

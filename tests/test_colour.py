@@ -110,3 +110,16 @@ def test_colour_fill_helps_the_default_model_on_a_real_photo_with_per_channel_no
     gray = photo.mean(axis=2).astype(np.uint8)
     # A gray image has no other channel: untouched.
     assert np.array_equal(filled_denoiser.denoise(gray), load_denoiser(device="cpu", colour_fill=False).denoise(gray))
+
+
+def test_a_value_turned_from_one_extreme_to_the_other_is_kept_and_leaned_on() -> None:
+    # A rule's verdict (salt on a black line, set to black by denoiser.models.runs) is neither re-estimated nor
+    # read as the salt it was: the pixel's repainted channel is estimated from the verdict.
+    noisy = torch.full((1, 3, 9, 9), 0.5)
+    noisy[0, 1] = 0.3
+    noisy[0, :, 4, 4] = torch.tensor([1.0, 1.0, 0.7])  # salt in red and green, blue kept
+    estimate = noisy.clone()
+    estimate[0, :, 4, 4] = torch.tensor([0.0, 0.42, 0.7])  # red decided black, green repainted
+    out = colour_difference_fill(noisy, estimate)
+    assert out[0, 0, 4, 4].item() == 0.0
+    assert out[0, 1, 4, 4].item() != pytest.approx(0.42)  # green re-estimated from its kept neighbours

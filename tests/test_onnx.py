@@ -129,8 +129,12 @@ def test_export_folds_the_unshuffle_into_the_head_convolution(tiny_checkpoint: P
     import onnx
 
     runner = load_denoiser(tiny_checkpoint, device="cpu", backend="torch")
-    ops = [node.op_type for node in onnx.load_from_string(onnx_backend.export_bytes(runner, "x")).graph.node]
-    assert "Transpose" not in ops and "SpaceToDepth" not in ops  # the 6-D transpose ONNX Runtime spent 4% on
+    nodes = onnx.load_from_string(onnx_backend.export_bytes(runner, "x")).graph.node
+    assert not any(node.op_type == "SpaceToDepth" for node in nodes)
+    # The unshuffle's 6-D transpose, which ONNX Runtime spent 4% on (the exporter's own transposes of padding
+    # vectors, for the runs' F.pad, are 2-D).
+    perms = [list(a.ints) for node in nodes if node.op_type == "Transpose" for a in node.attribute if a.name == "perm"]
+    assert all(len(perm) <= 2 for perm in perms)
 
 
 def test_shipped_checkpoint_tiled_on_onnx_matches_torch_and_the_whole() -> None:

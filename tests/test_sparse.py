@@ -117,7 +117,10 @@ def test_the_default_model_hands_clean_drawings_back_unchanged(drawings: dict[st
     for name, image in drawings.items():
         assert not small_clusters(array_to_tensor(image).unsqueeze(0)).any(), name
         assert np.array_equal(keeping.denoise(image), image), name
-        assert psnr_u8(repainting.denoise(image), image) < 40, name  # the exact rule alone erases the strokes
+        if name == "black edge grey":  # a border is a straight run, which the exact rule keeps on its own
+            assert np.array_equal(repainting.denoise(image), image), name  # (denoiser.models.runs)
+        else:  # the exact rule alone erases the slanted lines and the strokes
+            assert psnr_u8(repainting.denoise(image), image) < 40, name
 
 
 def test_lone_impulses_on_a_drawing_are_repainted_and_its_strokes_kept(drawings: dict[str, np.ndarray]) -> None:

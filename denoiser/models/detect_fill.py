@@ -187,9 +187,8 @@ class DetectFill(DenoisingModel):
 
     @property
     def receptive_radius(self) -> int:
-        """An upper bound: the filler reaches its own radius around a pixel (less the window of its own
-        mask rule, which it does not use here), and each mask value it reads the detector's radius further."""
-        own_rule = self.filler.config.saturation_window // 2
-        pair = self.detector.receptive_radius + self.filler.receptive_radius - own_rule
+        """An upper bound: the filler reaches its fill's radius around a pixel (its own mask rule is not used
+        here), and each mask value it reads the detector's radius further."""
+        pair = self.detector.receptive_radius + self.filler.fill_radius
         # The refiner reads the input and the pair's output, each value of which reaches `pair` further.
         return pair + (trunk_radius(self.refiner.config.blocks) if self.refiner is not None else 0)
