@@ -117,7 +117,7 @@ def on_runs(x: torch.Tensor, *, half: int, z: float) -> tuple[torch.Tensor, torc
         # A whole side of `half` values must hold half q + z sqrt(half q (1 - q)) of the extreme (the noise's
         # mean plus z standard deviations), and at least FLOOR of them.
         bar = torch.maximum(half * q + z * math.sqrt(half) * spread, torch.full_like(q, FLOOR * half))
-        found.append(None)
+        on = []
         for axis in (ROWS, COLUMNS):
             before, after = sides[axis][i]
             calm_before, calm_after, calm, whole_before, whole_after, both, n, root = flags[axis]
@@ -127,14 +127,14 @@ def on_runs(x: torch.Tensor, *, half: int, z: float) -> tuple[torch.Tensor, torc
             # and a whole side still has to pass on its own.
             one = ((before + after >= torch.maximum(n * q + root * spread, FLOOR * n)) & calm
                    & (first | ~whole_before) & (second | ~whole_after))
-            on = (both & first & second) | (~both & one)  # (logic, not torch.where: ONNX Runtime has no Where on bools)
-            found[-1] = on if found[-1] is None else found[-1] | on
+            on.append((both & first & second) | (~both & one))  # logic: ONNX Runtime has no Where on bools
+        found.append(on[0] | on[1])
     return found[0], found[1]
 
 
 def decide_runs(x: torch.Tensor, noisy: torch.Tensor, *, half: int,
                 z: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For (N, 1, H, W) `x` and its impulse mask `noisy` (bool): the image with impulses on a run set to the run's
+    """For (N, C, H, W) `x` and its impulse mask `noisy` (bool): the image with impulses on a run set to the run's
     extreme, the mask less the run's own extremes, and the map of those filled gaps (bool)."""
     on_black, on_white = on_runs(x, half=half, z=z)
     black, white = x <= 0, x >= 1
