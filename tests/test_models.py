@@ -248,6 +248,28 @@ def test_unshuffled_conv_traced_as_one_strided_conv_gives_the_same_map(kernel: i
     assert (traced(x) - eager).abs().max().item() < 1e-5
 
 
+@pytest.mark.parametrize("size", [(1, 1), (5, 70), (40, 9)])
+@pytest.mark.parametrize("reach", [1, 4, 32])
+def test_inside_counts_are_window_sums_over_ones_at_any_traced_size(size: tuple, reach: int) -> None:
+    from denoiser.models.base import inside_counts
+
+    x = torch.rand(2, 3, *size)
+    ones = torch.ones(size[0] + 2 * reach, size[1] + 2 * reach)
+    ones[:reach], ones[-reach:], ones[:, :reach], ones[:, -reach:] = 0, 0, 0, 0  # the image, zeros around it
+    h, w = size
+    # Sums over the `reach` values before and after each position, that position left out, as the function says.
+    before = torch.stack([ones[reach, j:j + reach].sum() for j in range(w)]).view(1, 1, 1, w)
+    after = torch.stack([ones[reach, j + reach + 1:j + 2 * reach + 1].sum() for j in range(w)]).view(1, 1, 1, w)
+    above = torch.stack([ones[i:i + reach, reach].sum() for i in range(h)]).view(1, 1, h, 1)
+    below = torch.stack([ones[i + reach + 1:i + 2 * reach + 1, reach].sum() for i in range(h)]).view(1, 1, h, 1)
+    for got, want in zip((*inside_counts(x, reach=reach, dim=-1), *inside_counts(x, reach=reach, dim=-2)),
+                         (before, after, above, below)):
+        assert got.dtype == x.dtype and torch.equal(got, want)
+    # Traced on one size, the counts follow another (the exported graph keeps its sizes dynamic).
+    traced = torch.jit.trace(lambda t: inside_counts(t, reach=reach, dim=-1)[1], (torch.rand(1, 1, 3, 50),))
+    assert torch.equal(traced(x), after)
+
+
 # ----------------------------------------------------------------------------- detect, then fill
 
 

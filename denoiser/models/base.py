@@ -53,3 +53,16 @@ def unshuffled_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     # (out, 4c, k, k) -> (out, c, dy, dx, u, v) -> (out, c, u, dy, v, dx) -> (out, c, 2k, 2k)
     kernel = conv.weight.reshape(out, c, 2, 2, k, k).permute(0, 1, 4, 2, 5, 3).reshape(out, c, 2 * k, 2 * k)
     return F.conv2d(x, kernel, conv.bias, stride=2, padding=2 * (k // 2))
+
+
+def inside_counts(x: torch.Tensor, *, reach: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """How many of the `reach` positions before and after each position along `dim` of (N, C, H, W) `x` (-1: along
+    rows, -2: along columns) lie inside the image, as float tensors shaped (1, 1, 1, W) or (1, 1, H, 1).
+
+    What a window sum over a map of ones gives, in closed form: a few operations on one row or column instead of
+    passes over the whole image. `torch.arange` on the traced size keeps the exported graph's sizes dynamic.
+    """
+    size = x.shape[dim]
+    position = torch.arange(size, device=x.device).to(x.dtype)
+    shape = (1, 1, 1, -1) if dim == -1 else (1, 1, -1, 1)  # (W,) -> (1, 1, 1, W); (H,) -> (1, 1, H, 1)
+    return position.clamp(max=reach).reshape(shape), (size - 1 - position).clamp(max=reach).reshape(shape)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from denoiser.models.base import DenoisingModel, unshuffled_conv
+from denoiser.models.base import DenoisingModel, inside_counts, unshuffled_conv
 from denoiser.models.runs import decide_runs
 from denoiser.noise import impulse_mask
 
@@ -98,7 +98,7 @@ def masked_mean(x: torch.Tensor, keep: torch.Tensor, *, window: int) -> torch.Te
     """Mean of the kept pixels in each window; 0.5 where a window holds none."""
     total = F.avg_pool2d(x * keep, window, stride=1, padding=window // 2)
     count = F.avg_pool2d(keep, window, stride=1, padding=window // 2)
-    return torch.where(count > 0, total / count.clamp_min(1e-6), torch.full_like(x, 0.5))
+    return torch.where(count > 0, total / count.clamp_min(1e-6), 0.5)
 
 
 def window_count(m: torch.Tensor, *, window: int) -> torch.Tensor:
@@ -154,9 +154,11 @@ class UNetDenoiser(DenoisingModel):
         k = self.config.saturation_window
         if k:
             count = lambda m: window_count(m, window=k)  # noqa: E731
-            inside = count(torch.ones_like(x[:1, :1]))  # (1, 1, H, W): window pixels inside the image
+            (up, down), (left, right) = (inside_counts(x, reach=k // 2, dim=d) for d in (-2, -1))
+            inside = (up + down + 1) * (left + right + 1)  # (1, 1, H, W): window pixels inside the image
             white, black = count((x >= 1).to(x.dtype)), count((x <= 0).to(x.dtype))
-            same = torch.where(x >= 1, white, black) / inside
+            # Counts are whole numbers, so this is exact; ONNX Runtime's Where is several times slower than arithmetic.
+            same = (black + (white - black) * (x >= 1).to(x.dtype)) / inside
             bar = 0.5 + self.config.saturation_z * 0.5 / inside.sqrt()
             noisy = noisy & (same <= bar)
         if not self.config.run_half:
@@ -170,21 +172,24 @@ class UNetDenoiser(DenoisingModel):
         """
         x, noisy, decided = self.decide(x)
         repaint = noisy & ~decided
-        out = self.fill(x, repaint.to(x.dtype))
         # Repainted values stay strictly inside (0, 1), so an exact extreme where the input held the other one is
         # always a run's verdict, which the colour fill then leaves alone (`denoiser.colour`).
-        return torch.where(repaint, out.clamp(REPAINT_MARGIN, 1 - REPAINT_MARGIN), out)
+        return self.fill(x, repaint.to(x.dtype), within=REPAINT_MARGIN)
 
-    def fill(self, x: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+    def fill(self, x: torch.Tensor, noisy: torch.Tensor, *, within: float | None = None) -> torch.Tensor:
         """Repaint the pixels where `noisy` (0/1, shaped like x) is 1 and keep the rest: the network's work once
-        the impulses are known, whoever found them (its own rule, or a learned detector)."""
+        the impulses are known, whoever found them (its own rule, or a learned detector). With `within`, the
+        repainted values are clamped to [within, 1 - within]."""
         keep = 1.0 - noisy
         guess = masked_mean(x, keep, window=self.config.fill_window)
         feats = torch.cat([x * keep, noisy, guess], dim=1)
         h = unshuffled_conv(self.head, feats)  # (B, 3C, H, W) -> (B, 12C, H/2, W/2) -> (B, w0, ...)
         h = run_trunk(self, h)
         residual = F.pixel_shuffle(self.tail(h), 2)  # (B, 4C, H/2, W/2) -> (B, C, H, W)
-        return keep * x + noisy * (guess + residual)
+        values = guess + residual
+        if within is not None:
+            values = values.clamp(within, 1 - within)
+        return keep * x + noisy * values
 
     def colour_tensors_from_gray(self, gray: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A grayscale U-Net's tensors as a start for this colour one (`train.py --init-from`): the trunk as it
