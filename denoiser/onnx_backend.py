@@ -152,9 +152,9 @@ def _session(model: str | Path | bytes, *, threads: int | None = None) -> Any:
     options.add_session_config_entry("session.force_spinning_stop", "1")
     # No memory pattern: with it, a run reserves one block planned for all of the graph's intermediate tensors.
     # A 1136x1136 tile (the default model's 1024 tiles and their margins) peaked 180 MB higher with it (505 MB
-    # against 326 MB for the session's process), a 2048x2048 colour photo through the default model at 1.56 GB
-    # against 1.38 GB for the whole process (/usr/bin/time); the time did not change (1136x1136, 512x512 and
-    # 64 32x32 images, both orders, median of 7; scratch measurements).
+    # against 326 MB for the session's process), a 2048x2048 colour photo through the default model at 1.54 GB
+    # against 1.37 GB for the whole process (/usr/bin/time, one call each); the time did not change (1136x1136,
+    # 512x512 and 64 32x32 images, both orders, median of 7; scratch measurements).
     options.enable_mem_pattern = False
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
                                 providers=["CPUExecutionProvider"])
