@@ -9,7 +9,9 @@ fixed seed.
 
 Both backends are loaded from the same checkpoint and timed alternately, run by run, so that a machine
 shared with other work slows both alike; the table gives the median of `--runs` timed runs after one
-warm-up, the speed-up, and the largest difference between the two outputs. ONNX Runtime uses as many
+warm-up, the speed-up (of the medians), the lowest and highest speed-up of single runs (each run times both
+backends back to back, so the spread shows how much the machine drifted within the command), and the
+largest difference between the two outputs. ONNX Runtime uses as many
 intra-op threads as torch (`torch.get_num_threads()`).
 
     python -m benchmarks.onnx_speed --runs 5 [--checkpoint DIR] [--cases 32x32-colour 512-colour ...]
@@ -72,8 +74,9 @@ LABELS = {"32x32-colour": "32×32 colour, batch of 500", "32x32-gray": "32×32 g
           "512-colour": "512×512 colour, 1 image", "2048-colour": "2048×2048 colour, 1 image (tiled)"}
 
 
-def time_both(denoisers: dict[str, Denoiser], noisy: torch.Tensor, *, runs: int) -> tuple[dict[str, float], float]:
-    """Median seconds per backend (alternating, after a warm-up each) and the largest output difference."""
+def time_both(denoisers: dict[str, Denoiser], noisy: torch.Tensor,
+              *, runs: int) -> tuple[dict[str, list[float]], float]:
+    """Seconds per backend and run (alternating, after a warm-up each) and the largest output difference."""
     outputs = {name: d.denoise_batch(noisy) for name, d in denoisers.items()}  # warm-up, kept for the comparison
     seconds: dict[str, list[float]] = {name: [] for name in denoisers}
     for _ in range(runs):
@@ -81,8 +84,14 @@ def time_both(denoisers: dict[str, Denoiser], noisy: torch.Tensor, *, runs: int)
             tic = time.perf_counter()
             d.denoise_batch(noisy)
             seconds[name].append(time.perf_counter() - tic)
-    return {name: statistics.median(s) for name, s in seconds.items()}, \
-        (outputs["torch"] - outputs["onnx"]).abs().max().item()
+    return seconds, (outputs["torch"] - outputs["onnx"]).abs().max().item()
+
+
+def run_by_run(slow: list[float], fast: list[float]) -> str:
+    """The lowest and highest of the runs' speed-ups, each run's two timings taken back to back: how far this
+    machine's drift moves the ratio within one command."""
+    ratios = [s / f for s, f in zip(slow, fast)]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}×"
 
 
 def graph_origins(denoiser: Denoiser) -> str:
@@ -121,13 +130,15 @@ def main(argv: list[str] | None = None) -> None:
               f"warm-up{'; no colour fill' if args.no_colour_fill else ''}"
               f"{f'; compared with {args.compare_rev or compare} on ONNX Runtime' if compare is not None else ''}\n")
         extra = (" compared (s) | speed-up over it |", " ---: | ---: |") if compare is not None else ("", "")
-        print(f"| case | torch (s) | ONNX Runtime (s) | speed-up | max difference |{extra[0]}")
-        print(f"| --- | ---: | ---: | ---: | ---: |{extra[1]}")
+        print(f"| case | torch (s) | ONNX Runtime (s) | speed-up | run by run | max difference |{extra[0]}")
+        print(f"| --- | ---: | ---: | ---: | ---: | ---: |{extra[1]}")
         for key in args.cases:
             noisy = salt_and_pepper(cases()[key](), amount=args.amount, generator=torch.Generator().manual_seed(0))
-            seconds, diff = time_both(denoisers, noisy, runs=args.runs)
+            runs, diff = time_both(denoisers, noisy, runs=args.runs)
+            seconds = {name: statistics.median(s) for name, s in runs.items()}
             row = (f"| {LABELS[key]} | {seconds['torch']:.3f} | {seconds['onnx']:.3f} | "
-                   f"{seconds['torch'] / seconds['onnx']:.2f}× | {diff:.1e} |")
+                   f"{seconds['torch'] / seconds['onnx']:.2f}× | {run_by_run(runs['torch'], runs['onnx'])} | "
+                   f"{diff:.1e} |")
             if compare is not None:
                 row += f" {seconds['compare']:.3f} | {seconds['compare'] / seconds['onnx']:.2f}× |"
             print(row, flush=True)

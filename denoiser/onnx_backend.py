@@ -50,7 +50,7 @@ from denoiser.checkpoint import ONNX_FILE, WEIGHTS_FILE, read_config
 log = logging.getLogger(__name__)
 
 HASH_KEY = "denoiser_source_sha256"  # metadata_props key: what the graph was exported from
-EXPORT_VERSION = 4  # part of the hash: bump when the export itself changes, so older files count as stale
+EXPORT_VERSION = 5  # part of the hash: bump when the export itself changes, so older files count as stale
 OPSET = 18
 TOLERANCE = 1e-4  # largest difference from PyTorch an export may show on its check input
 

@@ -1,6 +1,7 @@
 """ONNX Runtime backend: same outputs as PyTorch, export at publish, stale and broken files, fallbacks."""
 
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -132,9 +133,24 @@ def test_export_folds_the_unshuffle_into_the_head_convolution(tiny_checkpoint: P
     nodes = onnx.load_from_string(onnx_backend.export_bytes(runner, "x")).graph.node
     assert not any(node.op_type == "SpaceToDepth" for node in nodes)
     # The unshuffle's 6-D transpose, which ONNX Runtime spent 4% on (the exporter's own transposes of padding
-    # vectors, for the runs' F.pad, are 2-D).
+    # vectors, for the runs' F.pad, are 2-D; the runs' row sums swap a map's last two axes, 4-D).
     perms = [list(a.ints) for node in nodes if node.op_type == "Transpose" for a in node.attribute if a.name == "perm"]
-    assert all(len(perm) <= 2 for perm in perms)
+    assert perms and all(len(perm) <= 4 for perm in perms)
+
+
+def test_export_sums_runs_down_columns_only(tiny_checkpoint: Path) -> None:
+    """ONNX Runtime adds up a last axis one value at a time; the traced line rule transposes rows to columns."""
+    import onnx
+    from onnx import numpy_helper
+
+    runner = load_denoiser(tiny_checkpoint, device="cpu", backend="torch")
+    graph = onnx.load_from_string(onnx_backend.export_bytes(runner, "x")).graph
+    constants = {node.output[0]: numpy_helper.to_array(node.attribute[0].t)
+                 for node in graph.node if node.op_type == "Constant" and node.attribute[0].name == "value"}
+    constants |= {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    axes = [int(constants[node.input[1]]) for node in graph.node if node.op_type == "CumSum"]
+    assert len(axes) == 6  # rows and columns of both extremes' maps, and the box sums of both
+    assert all(axis in (-2, 2) for axis in axes)
 
 
 def test_shipped_checkpoint_tiled_on_onnx_matches_torch_and_the_whole() -> None:
@@ -330,5 +346,7 @@ def test_the_speed_benchmark_times_both_backends_and_a_compared_checkpoint(tiny_
                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 32×32 gray")]
-    assert len(rows) == 1 and len(rows[0].strip("|").split("|")) == 7  # case, 2 times, speed-up, diff, compared
+    # case, 2 times, speed-up, run by run, diff, compared: 2 columns
+    assert len(rows) == 1 and len(rows[0].strip("|").split("|")) == 8
+    assert re.fullmatch(r"\d+\.\d\d-\d+\.\d\d×", rows[0].strip("|").split("|")[4].strip())
     assert "compared with" in done.stdout
