@@ -92,15 +92,24 @@ class _Sums:
         return torch.cumsum(F.pad(m, (h + 1, h) if dim == -1 else (0, 0, h + 1, h)), dim=dim)
 
     def sides(self, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.half
-        if axis == ROWS and not self._transposed:
-            c = self.rows
-            return c[..., h:-(h + 1)] - c[..., :-(2 * h + 1)], c[..., 2 * h + 1:] - c[..., h + 1:-h]
-        c = self.columns if axis == COLUMNS else self.rows
-        before, after = c[..., h:-(h + 1), :] - c[..., :-(2 * h + 1), :], c[..., 2 * h + 1:, :] - c[..., h + 1:-h, :]
-        if axis == ROWS:  # (N, C, W, H) -> (N, C, H, W)
-            return before.transpose(-1, -2), after.transpose(-1, -2)
-        return before, after
+        if axis == COLUMNS:
+            return _sides_of(self.columns, self.half, dim=-2)
+        if not self._transposed:
+            return _sides_of(self.rows, self.half, dim=-1)
+        before, after = _sides_of(self.rows, self.half, dim=-2)
+        return before.transpose(-1, -2), after.transpose(-1, -2)  # (N, C, W, H) -> (N, C, H, W)
+
+
+def _sides_of(c: torch.Tensor, half: int, *, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """From prefix sums `c` along `dim` (padded as `_Sums._prefix` pads): the sums over the `half` values before
+    and after each value, as constant slices."""
+    def cut(start: int | None, stop: int | None) -> torch.Tensor:
+        index = [slice(None)] * c.ndim
+        index[dim] = slice(start, stop)
+        return c[tuple(index)]
+
+    h = half
+    return cut(h, -(h + 1)) - cut(None, -(2 * h + 1)), cut(2 * h + 1, None) - cut(h + 1, -h)
 
 
 def _box(row_sums: torch.Tensor, half: int) -> torch.Tensor:
