@@ -192,6 +192,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-photos", action="store_true", help="train on CIFAR-10 alone")
     p.add_argument("--init-from", metavar="CHECKPOINT", help="start from the tensors of this checkpoint folder "
                    "that match the model's names and shapes (fine-tuning)")
+    p.add_argument("--init-all", action="store_true", default=None,
+                   help="with --init-from, also copy the tensors the architecture starts fresh, such as the "
+                        "moved recipe's refiner: to train it further on the pair it was trained on")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
     p.add_argument("--train-limit", type=int, help="train on a seeded sample of N images across the classes")
@@ -211,7 +214,7 @@ def apply_flags(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
               "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "schedule": args.schedule,
               "loss": args.loss, "frozen_noise": args.frozen_noise, "seed": args.seed, "device": args.device,
               "train_limit": args.train_limit, "val_limit": args.val_limit, "save_minutes": args.save_minutes,
-              "save_every": args.save_every, "half": args.half,
+              "save_every": args.save_every, "half": args.half, "init_all": args.init_all,
               "init_from": str(Path(args.init_from).resolve()) if args.init_from else None}
     cfg = replace(base, **{k: v for k, v in simple.items() if v is not None})
     if args.photos or args.no_photos:
@@ -256,6 +259,9 @@ def publish_decision(cfg: TrainConfig, args: argparse.Namespace) -> tuple[str | 
 def new_config(args: argparse.Namespace, argv: list[str]) -> TrainConfig:
     recipe = args.recipe or "default"
     cfg = apply_flags(replace(RECIPES[recipe], data="cifar10"), args)
+    if cfg.init_all and not cfg.init_from:
+        raise ValueError(f"--init-all copies tensors from --init-from, which the {recipe} recipe does not set: "
+                         "give --init-from too")
     publish, skipped = publish_decision(cfg, args)
     return replace(cfg, publish=publish, publish_skipped=skipped, command=shlex.join(["python", "train.py", *argv]))
 

@@ -176,7 +176,8 @@ def model_card(cfg: TrainConfig, *, model: DenoisingModel, history: list[dict], 
         *([f"- Photos: `{shown_path(cfg.photos)}` as {cfg.photo_batch} crops of {cfg.photo_crop}x{cfg.photo_crop} on "
            f"{cfg.photo_share:.0%} of steps, {cfg.structure_share:.0%} of them with synthetic structure drawn in "
            "(the held-out validation photos never)."] if cfg.photos else []),
-        *([f"- Started from the weights of `{shown_path(cfg.init_from)}`."] if cfg.init_from else []),
+        *([f"- Started from the weights of `{shown_path(cfg.init_from)}`"
+           f"{', all of them (`--init-all`)' if cfg.init_all else ''}."] if cfg.init_from else []),
         *([f"- Trained {model.parameter_count(trained_only=True):,} of the parameters; the rest stayed frozen."]
           if model.parameter_count(trained_only=True) < model.parameter_count() else []),
         f"- Noise: `{json.dumps(asdict(cfg.noise))}`, {'frozen once' if cfg.frozen_noise else 'fresh every batch'}.",

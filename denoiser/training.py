@@ -105,6 +105,9 @@ class TrainConfig:
     soft_mask_weight: float = 0.0
     init_from: str | None = None  # a checkpoint folder whose tensors of matching name and shape start the model
     # (its config too, under model_config, when it is of the same architecture)
+    # Copy from init_from the tensors the architecture otherwise starts fresh (`fresh_on_init`) too: to go on
+    # training a refiner on the pair it learned from, rather than one built for a replaced pair.
+    init_all: bool = False
     card_title: str = "Salt-and-pepper denoiser"
     command: str = ""  # the command line, recorded in the model card
 
@@ -518,11 +521,12 @@ def write_epoch_outputs(cfg: TrainConfig, rt: Runtime, *, model: DenoisingModel,
     reports.save_plots(out, history=progress.history, curve=progress.curve, loss=cfg.loss)
 
 
-def init_weights(model: DenoisingModel, folder: str) -> tuple[int, list[str]]:
+def init_weights(model: DenoisingModel, folder: str, *, everything: bool = False) -> tuple[int, list[str]]:
     """Copy into `model` every tensor of the checkpoint in `folder` whose name and shape match (fine-tuning, or
-    a new architecture that shares a trunk with an old one), except those under the model's `fresh_on_init`; a
-    colour U-Net takes a grayscale one's tensors through `UNetDenoiser.colour_tensors_from_gray`. Every frozen
-    parameter must be copied. Returns (tensors copied, names left as built)."""
+    a new architecture that shares a trunk with an old one), except those under the model's `fresh_on_init`
+    unless `everything`; a colour U-Net takes a grayscale one's tensors through
+    `UNetDenoiser.colour_tensors_from_gray`. Every frozen parameter must be copied. Returns (tensors copied,
+    names left as built)."""
     source_model = load_model(folder)
     source = source_model.state_dict()
     own = model.state_dict()
@@ -530,7 +534,7 @@ def init_weights(model: DenoisingModel, folder: str) -> tuple[int, list[str]]:
             source_model.config.in_channels == 1 < model.config.in_channels:
         source = model.colour_tensors_from_gray(source)  # a colour U-Net started from the grayscale one
     matching = {k: v for k, v in source.items()
-                if k in own and own[k].shape == v.shape and not k.startswith(model.fresh_on_init)}
+                if k in own and own[k].shape == v.shape and (everything or not k.startswith(model.fresh_on_init))}
     if not matching:
         raise ValueError(f"--init-from {folder}: no tensor matches this model's names and shapes")
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad and name not in matching]
@@ -552,7 +556,7 @@ def build_parts(cfg: TrainConfig, rt: Runtime, *, steps_per_epoch: int) -> Parts
     # channels_last: oneDNN's faster convolution layout (1.16x training throughput on this project's CPU).
     model = build_model(cfg.architecture, model_settings(cfg))
     if cfg.init_from:
-        loaded, skipped = init_weights(model, cfg.init_from)
+        loaded, skipped = init_weights(model, cfg.init_from, everything=cfg.init_all)
         log(rt, f"initialized {loaded} tensors from {cfg.init_from}"
                 + (f"; {len(skipped)} kept their fresh values ({', '.join(skipped[:4])}{'...' if len(skipped) > 4 else ''})"
                    if skipped else ""))

@@ -163,9 +163,12 @@ def test_default_checkpoint_restores_real_images(gallery_u8: torch.Tensor, photo
 def test_impulse_checkpoint_leaves_clean_photos_near_alone_and_sees_jpeg_noise(photo: np.ndarray) -> None:
     impulse, exact_rule = load_denoiser(IMPULSE_CHECKPOINT, device="cpu"), load_denoiser(device="cpu", moved=False)
     default = load_denoiser(device="cpu")
-    assert psnr_u8(impulse.denoise(photo), photo) > 42
+    # The refiner rewrites every value. Its second run costs clean images (this photo 43.3 -> 41.6 dB, its gray
+    # version 49.6 -> 47.0) and gained 0.5-0.9 dB on noisy JPEGs (README, Photos); the default model, which
+    # sends it only images whose impulses moved, returns clean photos almost untouched.
+    assert psnr_u8(impulse.denoise(photo), photo) > 41
     gray = photo.mean(axis=2).astype(np.uint8)
-    assert psnr_u8(impulse.denoise(gray), gray) > 48
+    assert psnr_u8(impulse.denoise(gray), gray) > 46.5
     noisy = salt_and_pepper_array(photo, amount=0.3, seed=0)
     assert psnr_u8(impulse.denoise(noisy), photo) > psnr_u8(default.denoise(noisy), photo) - 0.6
     buffer = io.BytesIO()

@@ -207,3 +207,25 @@ def test_the_moved_recipe_trains_a_refiner_on_the_frozen_pair_and_a_new_pair_kee
                                          "refiner": {"widths": [8], "blocks": [1]}})
     with pytest.raises(ValueError, match="frozen parts must come from it"):
         init_weights(deeper, str(start))
+
+
+def test_init_all_also_copies_the_tensors_a_recipe_starts_fresh(tmp_path: Path) -> None:
+    from denoiser.architectures import ARCHITECTURES, build_model
+    from denoiser.checkpoint import save_checkpoint
+    from denoiser.training import init_weights
+
+    torch.manual_seed(0)
+    trained = build_model("detect_fill", ARCHITECTURES["detect_fill"].tiny)
+    with torch.no_grad():
+        trained.refiner.tail.weight.fill_(0.25)  # a refiner that learned something
+    source = save_checkpoint(trained, tmp_path / "moved")
+    for everything in (False, True):
+        model = build_model("detect_fill", ARCHITECTURES["detect_fill"].tiny)
+        _, fresh = init_weights(model, str(source), everything=everything)
+        assert torch.equal(model.refiner.tail.weight, trained.refiner.tail.weight) is everything
+        assert any(name.startswith("refiner.") for name in fresh) is not everything
+    # The flag reaches the run's settings, and a run without it starts the refiner fresh.
+    assert train.apply_flags(TrainConfig(), train.parse_args(["--init-from", str(source), "--init-all"])).init_all
+    assert not train.apply_flags(TrainConfig(), train.parse_args(["--init-from", str(source)])).init_all
+    with pytest.raises(ValueError, match="give --init-from too"):  # nothing to copy from: refused before a run
+        train.new_config(train.parse_args(["--init-all"]), ["--init-all"])

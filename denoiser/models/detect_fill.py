@@ -34,11 +34,13 @@ adds a correction to every value, trained (`train.py --recipe moved`) with the d
 so the two stages keep what they learned. It is the residual stage of the two-stage denoisers for real noise
 (detect and fill, then restore; compare DnCNN's residual learning), here only for images whose impulses moved:
 the default model sends nothing lossless this way (`denoiser.moved`), so its switching output on lossless
-images is untouched. The shipped refiner (12 epochs, 49 CPU minutes) added +2.1 to +2.8 dB on the validation
-photos after JPEG at 0.1 and 0.3, quality 75 and 90, and +1.1 to +1.3 dB with near-extreme impulses (README,
-Photos). Its price: used alone, this model no longer passes clean values through (a clean photo comes back at
-about 42.5 dB). A scratch refiner trained on JPEG crops alone, 40 CPU minutes, reached +4.0 to +4.9 dB on
-the JPEG rows but lost 1-2 dB on near-extreme impulses and 6 dB on lossless noise.
+images is untouched. The shipped refiner's first run (12 epochs, 49 CPU minutes) added +2.1 to +2.8 dB on the
+validation photos after JPEG at 0.1 and 0.3, quality 75 and 90, and +1.1 to +1.3 dB with near-extreme
+impulses; 11 epochs more (31 CPU minutes, `train.py --init-all`) added +0.5 to +0.9 dB and +0.1 to +0.5 dB
+(README, Photos). Its price: used alone, this model no longer passes clean values through (a clean photo
+comes back at about 41 dB; 42.5 after the first run). A scratch refiner trained on JPEG crops alone, 40 CPU
+minutes, reached +4.0 to +4.9 dB on the JPEG rows but lost 1-2 dB on near-extreme impulses and 6 dB on lossless
+noise.
 """
 
 from __future__ import annotations
