@@ -245,7 +245,8 @@ class _NoisyInput(Denoiser):
 
 
 # The cases whose pictures are kept (`--crops`): what the structure set and a JPEG-noisy photo look like.
-CROP_CASES = {(STRUCTURE, "per-pixel-0.3"), (VALIDATION, "jpeg75-0.3"), (VALIDATION, "per-channel-0.5"),
+CROP_CASES = {(STRUCTURE, "per-pixel-0.1"), (STRUCTURE, "per-pixel-0.3"), (VALIDATION, "jpeg75-0.3"),
+              (VALIDATION, "per-channel-0.5"),
               (SKIMAGE, "per-pixel-0.5")}
 CROP_SIDE = 192
 
@@ -540,14 +541,17 @@ def checkpoint_from_git(rev: str, into: Path, *, folder: str = "checkpoints/defa
 
 def build_methods(*, model: Path, previous: Path | None, device: torch.device, backend: str,
                   impulse: Path | None = None,
-                  without_fill: bool = False) -> tuple[dict[str, Denoiser], list[str], list[str]]:
+                  without_fill: bool = False,
+                  without_strokes: bool = False) -> tuple[dict[str, Denoiser], list[str], list[str]]:
     """(methods by column label, the learned columns' labels, notes on what was skipped). `without_fill` adds
-    the default model without `denoiser.colour`'s re-estimate (the "no_colour_fill" method) as a column. The
-    previous default runs as the default method does today, the colour fill on."""
+    the default model without `denoiser.colour`'s re-estimate (the "no_colour_fill" method) as a column,
+    `without_strokes` the default model without `denoiser.strokes` (the "no_strokes" method). The previous
+    default runs as the default method does today, the colour fill and the stroke rule on."""
     methods: dict[str, Denoiser] = {}
     learned, notes, shared = [], [], {}  # shared: columns of the same checkpoint hold its networks once
     columns = ((METHODS["default"].label, "default", model),
                (METHODS["no_colour_fill"].label, "no_colour_fill", model if without_fill else None),
+               (METHODS["no_strokes"].label, "no_strokes", model if without_strokes else None),
                (PREVIOUS, "default", previous), (METHODS["impulse"].label, "impulse", impulse))
     for label, key, source in columns:
         if source is None:
@@ -621,6 +625,10 @@ def _parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
     parser.add_argument("--without-fill", action="store_true",
                         help="add a column: the default model without its colour fill, each colour channel as "
                              "the network repainted it (the no_colour_fill method; denoiser.colour)")
+    parser.add_argument("--without-strokes", action="store_true",
+                        help="add a column: the default model without its stroke rule, which gives black and white "
+                             "strokes too large to be noise their values back (the no_strokes method; "
+                             "denoiser.strokes)")
     parser.add_argument("--no-crops", action="store_true",
                         help="do not write the pictures (noisy | methods | clean) to OUT/photos-crops/")
     args = parser.parse_args(argv)
@@ -645,7 +653,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks.pho
                 previous = checkpoint_from_git(args.previous_rev, Path(tmp) / "checkpoint")
             methods, learned, notes = build_methods(model=args.model, previous=previous, impulse=args.impulse,
                                                     device=args.device, backend=args.backend,
-                                                    without_fill=args.without_fill)
+                                                    without_fill=args.without_fill,
+                                                    without_strokes=args.without_strokes)
             images, image_notes = load_images(sets=args.sets, photos=args.photos, quick=args.quick,
                                               structure_size=args.structure_size, seed=args.seed)
         except ValueError as exc:  # an unreadable checkpoint, revision or photo collection: say which

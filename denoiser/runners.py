@@ -7,7 +7,9 @@
   in one pass), its repainted values are re-estimated from the pixel's other channels and its neighbours'
   colour (`denoiser.colour`), unless `colour_fill=False`. An image read as clean or lightly hit keeps every
   exact black and white value but its lone and paired ones, and those too when they are of one polarity only
-  (`denoiser.sparse`), unless `keep_detail=False`.
+  (`denoiser.sparse`), unless `keep_detail=False`. On a noisy one, clusters of one extreme too large to be noise
+  and erased by the network (text, slanted lines, line art) get their values back (`denoiser.strokes`), unless
+  `keep_strokes=False`.
 * `ByChannels` holds the two networks of one checkpoint folder (a network and a `colour/` one for colour
   images in one pass) and gives each image to the one for its channels.
 * `ByImpulses` holds a checkpoint folder's model and its `moved/` one, and gives each image whose impulses
@@ -37,6 +39,7 @@ from denoiser.models import ArticleAutoencoder, UNetDenoiser
 from denoiser.models.base import pad_to_multiple
 from denoiser.moved import moved_impulses
 from denoiser.sparse import kept_extremes
+from denoiser.strokes import kept_strokes
 
 
 def _probe_images(shape: tuple[int, ...], *, seed: int) -> torch.Tensor:
@@ -69,7 +72,8 @@ class ModelDenoiser(Denoiser):
     dynamic_dims = (0, 2, 3)  # batch, height and width vary in the exported graph
 
     def __init__(self, model: UNetDenoiser, *, name: str = "Default model", tile_size: int = 512,
-                 call_pixels: int | None = None, colour_fill: bool = True, keep_detail: bool = True) -> None:
+                 call_pixels: int | None = None, colour_fill: bool = True, keep_detail: bool = True,
+                 keep_strokes: bool = True) -> None:
         # channels_last: oneDNN's faster convolution layout, ~1.4x at 32x32 on this CPU.
         self.model, self.name = model.eval().to(memory_format=torch.channels_last), name
         self.device = next(model.parameters()).device
@@ -93,6 +97,8 @@ class ModelDenoiser(Denoiser):
         # impulses, so lines, text and clipped specks keep their black and white. For the U-Net's exact rule only;
         # a learned detector decides for itself.
         self.keep_detail = keep_detail and isinstance(model, UNetDenoiser)
+        # `denoiser.strokes`: the same for the exact rule's other blind spot, strokes under noise.
+        self.keep_strokes = keep_strokes and isinstance(model, UNetDenoiser)
 
     @property
     def call_pixels(self) -> int | None:
@@ -135,6 +141,8 @@ class ModelDenoiser(Denoiser):
         out = self._unfold(out[..., :h, :w], channels=c).clamp(0, 1)
         if self.colour_fill and c == 3:
             out = colour_difference_fill(images, out)
+        if self.keep_strokes:
+            out = torch.where(kept_strokes(images, out), images, out)
         if kept is not None:
             out = torch.where(kept, images, out)
         return out.to(device)

@@ -157,12 +157,15 @@ def test_command_writes_tables_and_json(tmp_path: Path, tiny_checkpoint: Path) -
     assert Image.open(out / "photos-crops" / pictures[0]).size == (7 * 32 + 6 * 4, 32)  # noisy, 5 methods, clean
 
 
-def test_the_default_without_its_colour_fill_is_a_column_of_its_own(tmp_path: Path, tiny_checkpoint: Path) -> None:
+@pytest.mark.parametrize("flag, column", [("--without-fill", "Default, no colour fill"),
+                                          ("--without-strokes", "Default, no stroke rule")])
+def test_the_default_without_one_of_its_rules_is_a_column_of_its_own(tmp_path: Path, tiny_checkpoint: Path,
+                                                                     flag: str, column: str) -> None:
     results = pb.main(["--model", str(tiny_checkpoint), "--impulse", str(tmp_path / "none"), "--sets", "structure",
-                       "--quick", "--structure-size", "32", "--backend", "torch", "--without-fill", "--no-crops",
+                       "--quick", "--structure-size", "32", "--backend", "torch", flag, "--no-crops",
                        "--out", str(tmp_path)])
-    assert set(results["targets"]) == {"Default model", "Default, no colour fill"}
-    assert {r["method"] for r in results["records"]} >= {"Default model", "Default, no colour fill"}
+    assert set(results["targets"]) == {"Default model", column}
+    assert {r["method"] for r in results["records"]} >= {"Default model", column}
 
 
 def test_missing_collection_and_checkpoint_are_notes(tmp_path: Path) -> None:
