@@ -10,7 +10,8 @@ clusters whose size has a thin tail: `MIN_SIZE` lists, for each density, a size 
 in a simulation of 12.6 million values (three 2048x2048 maps; the largest cluster was 6, 9, 12, 14, 19, 23, 28,
 44, 52 and 63 values at d = 0.02, 0.04, ..., 0.20; each bar is about 1.3 times that). A glyph or a line is
 hundreds of values. Noise does not keep every cluster from growing, though: the impulses next to a stroke
-join it, so what is kept carries them along (lone specks hugging the stroke).
+join it, so what is kept carries them along: specks hugging the stroke at amount 0.1, whiskers along a
+slanted line at 0.2-0.25, and at 0.3 pieces of strokes tangled with the noise around them (README, Photos).
 
 A cluster of the image's exact extreme `v` is kept, the input's values restored over the network's, when
 
