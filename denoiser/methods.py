@@ -49,8 +49,8 @@ METHODS: dict[str, Method] = {m.key: m for m in (
            "even those when all are white or all black, so lines, text, clipped highlights and stars on a "
            "night sky stay. On a noisy image, one-pixel horizontal and vertical lines and borders of pure "
            "black or white stay too, and so does most black and white text, slanted lines and drawings under "
-           "light noise (a tenth of the pixels hit; less of them at a third). An image whose dots moved off pure black and white (saved as "
-           "JPEG after the noise, say) goes to the Impulse U-Net instead",
+           "light noise (a tenth of the pixels hit; less of them at a third). An image whose dots moved off "
+           "pure black and white (saved as JPEG after the noise, say) goes to the Impulse U-Net instead",
            True,
            lambda source, device, backend, shared: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
                                                                 backend=backend, shared=shared)),

@@ -115,8 +115,7 @@ def _one_polarity(x: np.ndarray, out: np.ndarray, at: np.ndarray, value: float, 
     bar[owner_of] = bars[where // ((h + 1) * w)]
     flat = _unstacked(where, h=h, w=w)
     repainted = np.bincount(owner_of, weights=np.abs(out.ravel()[flat] - value) > REPAINTED_BY, minlength=count + 1)
-    keep = (bar > 0) & (sizes >= bar) & (2 * repainted >= sizes)
-    keep[0] = False
+    keep = (bar > 0) & (sizes >= bar) & (2 * repainted >= sizes)  # label 0, the background, has no bar
     candidates = np.flatnonzero(keep)
     if len(candidates):
         keep[candidates] = _contrast(x, at, labels, where[keep[owner_of]], value, candidates) >= MIN_CONTRAST
