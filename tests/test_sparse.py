@@ -11,7 +11,8 @@ from denoiser import load_denoiser
 from denoiser.imaging import array_to_tensor, tensor_to_array
 from denoiser.noise import salt_and_pepper
 from denoiser.models import UNetDenoiser
-from denoiser.sparse import EVERY, MAX_SHARE, kept_extremes, noise_like_clusters, small_clusters, small_share
+from denoiser.sparse import (EVERY, MAX_SHARE, beside_detail, kept_extremes, noise_like_clusters, small_clusters,
+                             small_share)
 from denoiser.structure import structure_set
 
 from conftest import psnr_u8
@@ -78,6 +79,40 @@ def test_specks_of_one_polarity_are_detail_where_the_other_would_show() -> None:
     assert torch.equal(noise_like_clusters(few), small_clusters(few))
     night = _specks(torch.zeros(1, 1, 64, 64), white=40, black=0)
     assert torch.equal(noise_like_clusters(night), small_clusters(night))  # no room for pepper: salt or stars?
+
+
+def _page_with_an_i(*, pepper: int) -> torch.Tensor:
+    """A white (1, 1, 48, 48) page with an "i" (a stem and its dot two rows above) and `pepper` lone blacks
+    on open page, at least 8 pixels from the letter."""
+    x = torch.ones(1, 1, 48, 48)
+    x[0, 0, 10:20, 10] = 0.0  # the stem
+    x[0, 0, 8, 10] = 0.0  # its dot, a lone black 2 pixels above it
+    for i in range(pepper):
+        x[0, 0, 30 + 3 * (i % 5), 28 + 4 * (i // 5)] = 0.0
+    return x
+
+
+def test_specks_beside_detail_are_kept_unless_the_image_shows_noise_away_from_it() -> None:
+    clean = _page_with_an_i(pepper=0)
+    assert small_clusters(clean).sum().item() == 1
+    assert not noise_like_clusters(clean).any()  # the dot of the "i" stays
+    one = _page_with_an_i(pepper=1)  # one speck away from the letter: noise would show about 0.1 beside it
+    assert noise_like_clusters(one).sum().item() == 1 and not noise_like_clusters(one)[0, 0, 8, 10]
+    noisy = _page_with_an_i(pepper=10)  # ten away: noise would show about 0.35 beside the letter
+    assert torch.equal(noise_like_clusters(noisy), small_clusters(noisy))
+    extreme = noisy <= 0
+    small = small_clusters(noisy)
+    count = F.conv2d(extreme.float(), torch.ones(1, 1, 3, 3), padding=1).to(torch.uint8) - extreme.to(torch.uint8)
+    assert not beside_detail(extreme, small, count).any()
+
+
+def test_a_clean_page_of_text_comes_back_unchanged() -> None:
+    images = {s.name: s.image for s in structure_set(size=256) if s.kind == "text"}
+    page = array_to_tensor(images["text on a page"]).unsqueeze(0)  # (C, H, W) -> (1, C, H, W)
+    assert small_clusters(page).any()  # dots of "i", "j", colons and full stops, alone on the page
+    denoiser = load_denoiser(device="cpu")
+    assert np.array_equal(denoiser.denoise(images["text on a page"]), images["text on a page"])
+    assert psnr_u8(denoiser.denoise(images["text colour"]), images["text colour"]) > 50
 
 
 def test_a_clean_star_field_comes_back_unchanged_and_its_light_noise_is_still_found() -> None:
