@@ -53,12 +53,12 @@ import torch
 from scipy import ndimage
 
 from denoiser.moved import window_counts
+from denoiser.sparse import count_set
 
 # (density of the extreme's impulses in the channel, the smallest cluster kept), in order; none above the last.
 # The simulation went on to 0.20 (bars 65 and 80 at 0.18 and 0.20); there photos lost up to 0.25 dB for little
 # structure kept, so the rule stops at amount 0.32.
 MIN_SIZE = ((0.02, 8), (0.04, 12), (0.06, 15), (0.08, 18), (0.10, 24), (0.12, 29), (0.14, 35), (0.16, 55))
-LARGE_MAP = 256 * 256  # `_per_map` counts maps of at least this many values one by one
 DENSITY_Z = 3.0  # `impulse_density` reads the upper end of this many standard deviations
 REPAINTED_BY = 2 / 255  # a value the network moved further than this from the input was repainted
 MIN_CONTRAST = 0.3  # the median distance from the extreme of the values around a kept cluster
@@ -75,18 +75,6 @@ def min_size(density: float) -> int | None:
     return None
 
 
-def _per_map(marks: torch.Tensor) -> torch.Tensor:
-    """(B*C,) float64: how many values of each channel of a (B, C, H, W) bool map are set.
-
-    Large maps are counted one by one: torch 2.14 counted a 2048x2048 colour map over its dimensions in 39-45
-    ms and map by map in 3 ms; a batch of small ones (500 CIFAR-10 images) in one call (scratch timings).
-    """
-    flat = marks.reshape(marks.shape[0] * marks.shape[1], -1)  # (B, C, H, W) -> (B*C, H*W)
-    if marks.device.type == "cpu" and flat.shape[1] >= LARGE_MAP:
-        return torch.tensor([float(torch.count_nonzero(m)) for m in flat], dtype=torch.float64)
-    return flat.sum(dim=1, dtype=torch.int64).double()
-
-
 def impulse_density(at: torch.Tensor) -> np.ndarray:
     """(B*C,) float64 for a (B, C, H, W) bool map of one exact extreme: each channel's density of its impulses,
     erring high.
@@ -99,11 +87,12 @@ def impulse_density(at: torch.Tensor) -> np.ndarray:
     estimate is the upper end of its `DENSITY_Z`-sigma Wilson interval, and never above the plain share, which
     errs high as well.
     """
+    maps = (at.shape[0] * at.shape[1], *at.shape[2:])  # (B, C, H, W) -> (B*C, H, W): one count per channel
     flags = at.view(torch.uint8)
     alone = window_counts(flags) == flags  # (B, C, H, W): the 3x3 count is the value's own, no neighbour's
-    n = _per_map(alone)
-    p = _per_map(alone & at) / n.clamp_min(1)
-    share = _per_map(at) / (at.shape[2] * at.shape[3])
+    n = count_set(alone.reshape(maps))
+    p = count_set((alone & at).reshape(maps)) / n.clamp_min(1)
+    share = count_set(at.reshape(maps)) / (at.shape[2] * at.shape[3])
     n1 = n.clamp_min(1)
     z2 = DENSITY_Z**2 / n1
     upper = (p + z2 / 2 + DENSITY_Z * torch.sqrt(p * (1 - p) / n1 + z2 / (4 * n1))) / (1 + z2)
@@ -177,8 +166,8 @@ def kept_strokes(images: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     y = out.detach().float().cpu().numpy().reshape(b * c, h, w)  # as `x`
     kept = np.zeros(x.size, dtype=bool)
     for value in (0.0, 1.0):
-        at = x == value
-        bars = np.array([min_size(float(d)) or 0 for d in impulse_density(images == value)])  # (B*C,)
+        at = images == value
+        bars = np.array([min_size(float(d)) or 0 for d in impulse_density(at)])  # (B*C,)
         if bars.any():
-            kept[_one_polarity(x, y, at, value, bars=bars)] = True
+            kept[_one_polarity(x, y, at.cpu().numpy().reshape(b * c, h, w), value, bars=bars)] = True
     return torch.from_numpy(kept.reshape(b, c, h, w)).to(images.device)  # (B*C*H*W,) -> (B, C, H, W)
