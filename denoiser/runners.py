@@ -142,7 +142,7 @@ class ModelDenoiser(Denoiser):
         if self.colour_fill and c == 3:
             out = colour_difference_fill(images, out)
         if self.keep_strokes:
-            out = torch.where(kept_strokes(images, out), images, out)
+            out = _with_strokes(images, out, kept=kept)
         if kept is not None:
             out = torch.where(kept, images, out)
         return out.to(device)
@@ -197,6 +197,19 @@ class ModelDenoiser(Denoiser):
                     if progress:
                         progress(done, total)
         return out
+
+
+def _with_strokes(images: torch.Tensor, out: torch.Tensor, *, kept: torch.Tensor | None) -> torch.Tensor:
+    """`out` with the strokes of `images` restored (`denoiser.strokes`), on the images that `kept` (from
+    `kept_extremes`, or None) does not read as clean: there its mask already holds every stroke."""
+    if kept is None:
+        return torch.where(kept_strokes(images, out), images, out)
+    noisy = ~kept.flatten(1).any(dim=1)  # (B, C, H, W) -> (B, C*H*W) -> (B,): a clean image keeps nearly all
+    if not noisy.any():
+        return out
+    strokes = torch.zeros_like(images, dtype=torch.bool)
+    strokes[noisy] = kept_strokes(images[noisy], out[noisy])
+    return torch.where(strokes, images, out)
 
 
 def _backends(**parts: Denoiser) -> str:
