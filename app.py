@@ -526,7 +526,9 @@ def denoise_image(image: Any, method: Any, intensity: Any, seed: Any, already_no
         elif sends_to_moved(DENOISERS[key], noisy):
             loaded.notes.append("Many of this image's black and white dots are no longer pure black or white, as "
                                 "after JPEG compression or resizing, so the default model handed it to its Impulse "
-                                "U-Net, which learned to find such dots.")
+                                "U-Net, which learned to find such dots, and averaged its answers over up to eight "
+                                "mirrored and transposed copies of the image (fewer on large images, to bound the "
+                                "wait).")
         elif key in ("default", "no_colour_fill") and loaded.format == "JPEG":  # too few dots moved, or no moved/
             loaded.notes.append("This is a JPEG file: compression moves salt-and-pepper dots off pure black and "
                                 "white, and the default model repaints only pure black and white unless many dots "

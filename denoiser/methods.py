@@ -55,9 +55,9 @@ METHODS: dict[str, Method] = {m.key: m for m in (
            lambda source, device, backend, shared: load_denoiser(source or DEFAULT_CHECKPOINT, device=device,
                                                                 backend=backend, shared=shared)),
     Method("impulse", "Impulse U-Net", "a colour U-Net that learned which values are impulses, also those that "
-           "JPEG or resizing moved off pure black and white, and keeps genuine black and white detail; the "
-           "default model's U-Net repaints what it finds, and a third network clears the ringing JPEG left "
-           "around each dot", True,
+           "JPEG or resizing moved off pure black and white; the default model's U-Net repaints what it finds, "
+           "and a third network clears the ringing JPEG left around each dot, smoothing the whole image as it "
+           "does: made for noisy JPEG files, it softens clean ones", True,
            lambda source, device, backend, shared: load_denoiser(source or IMPULSE_CHECKPOINT, device=device,
                                                                 backend=backend, shared=shared)),
     Method("article", "Article autoencoder", "the article's 6+6-layer autoencoder. It only knows 32×32 "

@@ -9,7 +9,8 @@
   exact black and white value but its lone and paired ones, and those too when they are of one polarity only
   (`denoiser.sparse`), unless `keep_detail=False`. On a noisy one, clusters of one extreme too large to be noise
   and erased by the network (text, slanted lines, line art) get their values back (`denoiser.strokes`), unless
-  `keep_strokes=False`.
+  `keep_strokes=False`. With `views` above 1, each image is the mean of that many flipped and transposed
+  views, as far as a pixel budget allows (`denoiser.ensemble`; the default model's `moved/` model).
 * `ByChannels` holds the two networks of one checkpoint folder (a network and a `colour/` one for colour
   images in one pass) and gives each image to the one for its channels.
 * `ByImpulses` holds a checkpoint folder's model and its `moved/` one, and gives each image whose impulses
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from denoiser import ensemble
 from denoiser.colour import colour_difference_fill
 from denoiser.imaging import array_view
 from denoiser.interface import Denoiser, Progress, check_batch
@@ -73,7 +75,7 @@ class ModelDenoiser(Denoiser):
 
     def __init__(self, model: UNetDenoiser, *, name: str = "Default model", tile_size: int = 512,
                  call_pixels: int | None = None, colour_fill: bool = True, keep_detail: bool = True,
-                 keep_strokes: bool = True) -> None:
+                 keep_strokes: bool = True, views: int = 1) -> None:
         # channels_last: oneDNN's faster convolution layout, ~1.4x at 32x32 on this CPU.
         self.model, self.name = model.eval().to(memory_format=torch.channels_last), name
         self.device = next(model.parameters()).device
@@ -99,6 +101,11 @@ class ModelDenoiser(Denoiser):
         self.keep_detail = keep_detail and isinstance(model, UNetDenoiser)
         # `denoiser.strokes`: the same for the exact rule's other blind spot, strokes under noise.
         self.keep_strokes = keep_strokes and isinstance(model, UNetDenoiser)
+        # `denoiser.ensemble`: the mean of up to this many flipped and transposed views of each image, as far as
+        # its pixel budget allows (the default model's `moved/` model: `denoiser.inference.MOVED_VIEWS`).
+        if not 1 <= views <= ensemble.VIEWS:
+            raise ValueError(f"views must be in [1, {ensemble.VIEWS}], got {views}")
+        self.views = views
 
     @property
     def call_pixels(self) -> int | None:
@@ -133,11 +140,12 @@ class ModelDenoiser(Denoiser):
         m = self.model.config.multiple
         # Pad once to the model's multiple, so tile edges fall on the same grid as the whole image's.
         x = pad_to_multiple(x, m, mode=self.model.pad_mode)
+        count = ensemble.passes(h, w, most=self.views)
         if h * w <= self.tile_size**2:
-            out = self._in_calls(x, progress=progress)
+            out = self._in_calls(x, count=count, progress=progress)
         else:
             # On a GPU one call per image's channels; on the CPU one tile of one channel (or image) per call.
-            out = self._tiled(x, chunk=b if self.call_pixels is None else 1, progress=progress)
+            out = self._tiled(x, chunk=b if self.call_pixels is None else 1, count=count, progress=progress)
         out = self._unfold(out[..., :h, :w], channels=c).clamp(0, 1)
         if self.colour_fill and c == 3:
             out = colour_difference_fill(images, out)
@@ -166,21 +174,22 @@ class ModelDenoiser(Denoiser):
             return out.mean(dim=1, keepdim=True)  # (B, 3, H, W) -> (B, 1, H, W): the gray image's three copies
         return out.reshape(b, channels, h, w)  # (B*C, 1, H, W) -> (B, C, H, W); a no-op when not folded
 
-    def _in_calls(self, x: torch.Tensor, *, progress: Progress | None) -> torch.Tensor:
+    def _run(self, parts: list[torch.Tensor], *, count: int) -> list[torch.Tensor]:
+        """Each part through `core`, as the mean of `count` views (`denoiser.ensemble`)."""
+        # An ONNX core runs many small calls side by side (`OnnxCore.run_many`); PyTorch one after another.
+        run_many = getattr(self.core, "run_many", None) or (lambda many: [self.core(part) for part in many])
+        return ensemble.ensembled(run_many, parts, count=count)
+
+    def _in_calls(self, x: torch.Tensor, *, count: int, progress: Progress | None) -> torch.Tensor:
         """The padded batch through `core`, at most `call_pixels` pixels (but one image at least) per call."""
         per_call = len(x) if self.call_pixels is None else max(1, self.call_pixels // (x.shape[-2] * x.shape[-1]))
-        if per_call >= len(x):
-            out = self.core(x)
-        else:
-            parts = x.split(per_call)
-            # An ONNX core runs many small calls side by side (`OnnxCore.run_many`); PyTorch one after another.
-            run_many = getattr(self.core, "run_many", None)
-            out = torch.cat(run_many(parts) if run_many else [self.core(part) for part in parts])
+        outs = self._run(list(x.split(per_call)), count=count)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
         if progress:
             progress(1, 1)
         return out
 
-    def _tiled(self, x: torch.Tensor, *, chunk: int, progress: Progress | None) -> torch.Tensor:
+    def _tiled(self, x: torch.Tensor, *, chunk: int, count: int, progress: Progress | None) -> torch.Tensor:
         """Overlapping tiles of the padded batch, `chunk` images (one channel of each, once folded) per call."""
         n, _, hp, wp = x.shape
         out = torch.empty_like(x)
@@ -191,7 +200,8 @@ class ModelDenoiser(Denoiser):
                 y1, x1 = min(y0 + t, hp), min(x0 + t, wp)
                 top, left = max(0, y0 - g), max(0, x0 - g)
                 for i in range(0, n, chunk):  # a chunk at a time bounds the peak memory
-                    res = self.core(x[i:i + chunk, :, top:min(hp, y1 + g), left:min(wp, x1 + g)])
+                    tile = x[i:i + chunk, :, top:min(hp, y1 + g), left:min(wp, x1 + g)]
+                    res = self._run([tile], count=count)[0]
                     out[i:i + chunk, :, y0:y1, x0:x1] = res[..., y0 - top:y1 - top, x0 - left:x1 - left]
                     done += 1
                     if progress:
@@ -253,7 +263,8 @@ class ByImpulses(Denoiser):
         self.exact, self.moved, self.name, self.device = exact, moved, exact.name, exact.device
         # On a GPU the host would wait for the test's answer before it could pick a model (a synchronisation in
         # every call); there both models run on the whole batch and the answer picks each image's result on
-        # the device. None: so on GPUs, and a branch on the CPU.
+        # the device. None: so on GPUs, and a branch on the CPU; a branch on GPUs too when `moved` averages
+        # several views (`denoiser.ensemble`), since running it on every batch would cost more than the wait.
         self.run_both = run_both
 
     @property
@@ -263,7 +274,8 @@ class ByImpulses(Denoiser):
     def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
         check_batch(images)
         moved = moved_impulses(images)
-        if self.run_both if self.run_both is not None else images.device.type != "cpu":
+        several_views = getattr(self.moved, "views", 1) > 1
+        if self.run_both if self.run_both is not None else images.device.type != "cpu" and not several_views:
             exact = self.exact.denoise_batch(images, progress=_part(progress, before=0.0, weight=0.5))
             return torch.where(moved[:, None, None, None],  # (B,) -> (B, 1, 1, 1)
                                self.moved.denoise_batch(images, progress=_part(progress, before=0.5, weight=0.5)),

@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 
 from app_fixtures import (REPO, app_process, app_url, bad_files, free_port, gallery_image, good_files,  # noqa: F401
                           photo)
+from conftest import psnr_u8
 from denoiser.uploads import NOT_AVAILABLE
 
 METHOD_KEYS = ["default", "impulse", "article", "median3", "adaptive_median", "no_colour_fill"]
@@ -429,7 +430,9 @@ def test_a_noisy_jpeg_goes_from_the_default_model_to_its_impulse_unet(client, tm
     default = denoise(client, str(tmp_path / "noisy.jpg"), method="default", already_noisy=True)
     impulse = denoise(client, str(tmp_path / "noisy.jpg"), method="impulse", already_noisy=True)
     assert note in default[3] and note not in impulse[3]
-    assert np.array_equal(pixels(default[1]), pixels(impulse[1]))  # the same model ran
+    # The same network ran, and the default model averaged it over eight views of this small image
+    # (denoiser.ensemble), which brings it closer to the clean photo.
+    assert psnr_u8(pixels(default[1]), photo(120, 90)) > psnr_u8(pixels(impulse[1]), photo(120, 90)) + 0.2
     lossless = denoise(client, str(tmp_path / "noisy.png"), method="default", already_noisy=True)
     assert note not in lossless[3] and "JPEG" not in lossless[3]
 

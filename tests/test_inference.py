@@ -11,7 +11,7 @@ from conftest import psnr_u8
 from PIL import Image
 
 from denoiser import ARTICLE_CHECKPOINT, DEFAULT_CHECKPOINT, load_denoiser
-from denoiser.inference import IMPULSE_CHECKPOINT
+from denoiser.inference import IMPULSE_CHECKPOINT, MOVED_VIEWS
 from denoiser.architectures import ARCHITECTURES, build_model
 from denoiser.checkpoint import save_checkpoint
 from denoiser.data import article_normalize, to_float, to_gray
@@ -156,28 +156,34 @@ def test_default_checkpoint_restores_real_images(gallery_u8: torch.Tensor, photo
 
 
 # Measured on the astronaut crop, noise seed 0: the Impulse U-Net (detector, the default model's U-Net, and a
-# refiner that corrects every value) returns the clean photo at 43.26 dB (the gray crop at 49.57); at amount 0.3
-# it gets 35.11 dB (default 35.53); saved as JPEG q75 after the noise, 26.84 dB where the default model's exact
-# rule alone gets 10.61 (noisy: 10.61). The default model hands that JPEG to the Impulse U-Net, its moved/
-# model, and keeps the lossless image for its own network.
-def test_impulse_checkpoint_leaves_clean_photos_near_alone_and_sees_jpeg_noise(photo: np.ndarray) -> None:
+# refiner that corrects every value) returns the clean photo at 30.66 dB (the gray crop at 31.30); saved as JPEG
+# q75 after noise at 0.3, 28.26 dB where the default model's exact rule alone gets 10.61 (noisy: 10.61). The
+# default model hands that JPEG to the Impulse U-Net, its moved/ model, and keeps lossless images, clean or
+# noisy, for its own network.
+def test_impulse_checkpoint_sees_jpeg_noise_and_the_default_model_sends_it_only_such_images(photo: np.ndarray) -> None:
     impulse, exact_rule = load_denoiser(IMPULSE_CHECKPOINT, device="cpu"), load_denoiser(device="cpu", moved=False)
     default = load_denoiser(device="cpu")
-    # The refiner rewrites every value. Its second run costs clean images (this photo 43.3 -> 41.6 dB, its gray
-    # version 49.6 -> 47.0) and gained 0.5-0.9 dB on noisy JPEGs (README, Photos); the default model, which
-    # sends it only images whose impulses moved, returns clean photos almost untouched.
-    assert psnr_u8(impulse.denoise(photo), photo) > 41
+    # The refiner rewrites every value. Its third run, which learned to smooth what JPEG leaves around light
+    # noise, costs clean images (this photo 41.6 -> 30.7 dB, its gray version 47.0 -> 31.3) and gained 0.3-1.3
+    # dB on noisy JPEGs (README, Photos); the default model, which sends it only images whose impulses moved,
+    # returns clean photos almost untouched.
+    assert psnr_u8(impulse.denoise(photo), photo) > 29.5
     gray = photo.mean(axis=2).astype(np.uint8)
-    assert psnr_u8(impulse.denoise(gray), gray) > 46.5
+    assert psnr_u8(impulse.denoise(gray), gray) > 30
+    assert psnr_u8(default.denoise(photo), photo) > 50 and psnr_u8(default.denoise(gray), gray) > 50
     noisy = salt_and_pepper_array(photo, amount=0.3, seed=0)
     assert psnr_u8(impulse.denoise(noisy), photo) > psnr_u8(default.denoise(noisy), photo) - 0.6
     buffer = io.BytesIO()
     Image.fromarray(noisy).save(buffer, "JPEG", quality=75)
     jpeg = np.asarray(Image.open(buffer))
     ours = psnr_u8(impulse.denoise(jpeg), photo)
-    assert ours > 26
+    assert ours > 27.5
     assert ours > psnr_u8(exact_rule.denoise(jpeg), photo) + 15
-    assert np.array_equal(default.denoise(jpeg), impulse.denoise(jpeg))
+    # The default model runs it on the mean of eight views of a photo this small (denoiser.ensemble): 0.90 dB
+    # better here than one view.
+    routed = default.denoise(jpeg)
+    assert np.array_equal(routed, load_denoiser(IMPULSE_CHECKPOINT, device="cpu", views=MOVED_VIEWS).denoise(jpeg))
+    assert psnr_u8(routed, photo) > ours + 0.5
     assert np.array_equal(default.denoise(noisy), exact_rule.denoise(noisy))
 
 
