@@ -70,6 +70,7 @@ def ensembled(run: Callable[[Sequence[torch.Tensor]], list[torch.Tensor]], parts
     sums: list[torch.Tensor] | None = None
     for k in ORDER[:count]:
         answers = [unview(y, k) for y in run([view(p, k) for p in parts])]
-        sums = answers if sums is None else [s.add_(a) for s, a in zip(sums, answers)]
+        # Out of place: an answer may share memory with its input (a core that returns what it was given).
+        sums = answers if sums is None else [s + a for s, a in zip(sums, answers)]
     assert sums is not None
-    return [s.div_(count) for s in sums]
+    return [s / count for s in sums]

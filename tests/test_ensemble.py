@@ -64,6 +64,13 @@ def test_ensembled_averages_the_views_answers_turned_back() -> None:
     assert ensemble.ensembled(lopsided, parts, count=1)[0].equal(lopsided(parts)[0])
 
 
+def test_ensembled_never_writes_into_an_answer_that_is_its_input() -> None:
+    part = torch.rand(1, 1, 4, 6)
+    kept = part.clone()
+    (mean,) = ensemble.ensembled(lambda many: list(many), [part], count=8)  # a core that returns what it is given
+    assert torch.equal(part, kept) and torch.allclose(mean, kept)
+
+
 @pytest.fixture
 def tiny_detect_fill() -> nn.Module:
     torch.manual_seed(0)
