@@ -13,7 +13,7 @@ Settings, all optional, from the environment:
                            unset: checkpoints/default
     DENOISER_IMPULSE_REPO  the same for the Impulse U-Net; unset: checkpoints/default/moved
     DENOISER_ARTICLE_REPO  the same for the article's autoencoder; unset: checkpoints/article
-    DENOISER_BACKEND       auto | torch | onnx: how the learned models run (default auto)
+    DENOISER_BACKEND       auto | torch | onnx | onnx-int8: how the learned models run (default auto)
     DENOISER_MAX_PIXELS    largest accepted image, in pixels (default 4,194,304 = 2048 x 2048)
     DENOISER_CONCURRENCY   requests worked on at once (default: the CPU count); the rest wait in the queue
     DENOISER_MODEL_CONCURRENCY  of those, how many may run a learned model at once (default 1 on the CPU,

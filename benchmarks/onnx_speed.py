@@ -7,18 +7,21 @@ photo; one 2048x2048 colour photo, which runs in tiles. The images are scikit-im
 to 2048x2048 with Lanczos, and cut into 500 random 32x32 crops), with salt-and-pepper noise at amount 0.5,
 fixed seed.
 
-Both backends are loaded from the same checkpoint and timed alternately, run by run, so that a machine
-shared with other work slows both alike; the table gives the median of `--runs` timed runs after one
-warm-up, the speed-up (of the medians), the lowest and highest speed-up of single runs (each run times both
-backends back to back, so the spread shows how much the machine drifted within the command), and the
-largest difference between the two outputs. ONNX Runtime uses as many
+The backends (torch, then `--backends`: float ONNX Runtime and the checkpoint's int8 graph by default,
+`denoiser.quantize`) are loaded from the same checkpoint and timed alternately, run by run, so that a machine
+shared with other work slows all alike; the table gives, for each ONNX backend, the median of `--runs` timed
+runs after one warm-up, the speed-up over torch (of the medians), the lowest and highest speed-up of single
+runs (each run times the backends back to back, so the spread shows how much the machine drifted within
+the command), and the largest difference from torch's output. ONNX Runtime uses as many
 intra-op threads as torch (`torch.get_num_threads()`).
 
     python -m benchmarks.onnx_speed --runs 5 [--checkpoint DIR] [--cases 32x32-colour 512-colour ...]
-                                    [--no-colour-fill] [--compare-rev REV | --compare DIR]
+                                    [--backends onnx onnx-int8] [--no-colour-fill]
+                                    [--compare-rev REV | --compare DIR]
 
 `--compare-rev REV` (the default model of an earlier commit, `git show`) or `--compare DIR` adds that
-checkpoint on ONNX Runtime to the same alternation, with the checkpoint's speed-up over it: how issue 9's
+checkpoint, on the first of `--backends`, to the same alternation, with the checkpoint's speed-up over it on
+that backend: how issue 9's
 speed target (the new default model against the previous one) is measured.
 """
 
@@ -74,9 +77,10 @@ LABELS = {"32x32-colour": "32×32 colour, batch of 500", "32x32-gray": "32×32 g
           "512-colour": "512×512 colour, 1 image", "2048-colour": "2048×2048 colour, 1 image (tiled)"}
 
 
-def time_both(denoisers: dict[str, Denoiser], noisy: torch.Tensor,
-              *, runs: int) -> tuple[dict[str, list[float]], float]:
-    """Seconds per backend and run (alternating, after a warm-up each) and the largest output difference."""
+def time_all(denoisers: dict[str, Denoiser], noisy: torch.Tensor,
+             *, runs: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Seconds per denoiser and run (alternating, after a warm-up each), and each one's largest output difference
+    from the torch backend's."""
     outputs = {name: d.denoise_batch(noisy) for name, d in denoisers.items()}  # warm-up, kept for the comparison
     seconds: dict[str, list[float]] = {name: [] for name in denoisers}
     for _ in range(runs):
@@ -84,7 +88,7 @@ def time_both(denoisers: dict[str, Denoiser], noisy: torch.Tensor,
             tic = time.perf_counter()
             d.denoise_batch(noisy)
             seconds[name].append(time.perf_counter() - tic)
-    return seconds, (outputs["torch"] - outputs["onnx"]).abs().max().item()
+    return seconds, {name: (out - outputs["torch"]).abs().max().item() for name, out in outputs.items()}
 
 
 def run_by_run(slow: list[float], fast: list[float]) -> str:
@@ -103,6 +107,9 @@ def graph_origins(denoiser: Denoiser) -> str:
     return denoiser.core.origin
 
 
+LABELS_OF = {"onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime int8"}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=5, help="timed runs per backend and case (median reported)")
@@ -112,36 +119,46 @@ def main(argv: list[str] | None = None) -> None:
     other = p.add_mutually_exclusive_group()
     other.add_argument("--compare", type=Path, metavar="DIR", help="also time this checkpoint (ONNX Runtime)")
     other.add_argument("--compare-rev", metavar="REV", help="also time checkpoints/default at this git revision")
+    p.add_argument("--backends", nargs="+", choices=("onnx", "onnx-int8"), default=["onnx", "onnx-int8"],
+                   help="ONNX Runtime backends timed against torch (onnx-int8: the checkpoint's int8 graph)")
     p.add_argument("--no-colour-fill", action="store_true",
                    help="run the default model without its colour fill (torch code after either backend), so the "
                         "ratio is that of the network and the runner alone")
     args = p.parse_args(argv)
+    args.backends = list(dict.fromkeys(args.backends))
     if args.runs < 1:
         p.error("--runs must be at least 1")
     options = {"colour_fill": False} if args.no_colour_fill else {}
     # The compared checkpoint's files must outlive its sessions (ONNX Runtime reopens the graph from its path).
     with tempfile.TemporaryDirectory() as tmp:
         compare = checkpoint_from_git(args.compare_rev, Path(tmp) / "compare") if args.compare_rev else args.compare
-        denoisers = {b: load_denoiser(args.checkpoint, device="cpu", backend=b, **options) for b in ("torch", "onnx")}
+        denoisers = {b: load_denoiser(args.checkpoint, device="cpu", backend=b, **options)
+                     for b in ("torch", *args.backends)}
         if compare is not None:
-            denoisers["compare"] = load_denoiser(compare, device="cpu", backend="onnx", **options)
+            denoisers["compare"] = load_denoiser(compare, device="cpu", backend=args.backends[0], **options)
+        origins = "; ".join(f"{b}: {graph_origins(denoisers[b])}" for b in args.backends)
         print(f"checkpoint {args.checkpoint}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-              f"ONNX Runtime graphs from {graph_origins(denoisers['onnx'])}; median of {args.runs} runs after a "
-              f"warm-up{'; no colour fill' if args.no_colour_fill else ''}"
-              f"{f'; compared with {args.compare_rev or compare} on ONNX Runtime' if compare is not None else ''}\n")
-        extra = (" compared (s) | speed-up over it |", " ---: | ---: |") if compare is not None else ("", "")
-        print(f"| case | torch (s) | ONNX Runtime (s) | speed-up | run by run | max difference |{extra[0]}")
-        print(f"| --- | ---: | ---: | ---: | ---: | ---: |{extra[1]}")
+              f"ONNX Runtime graphs from {origins}; median of {args.runs} runs after a warm-up"
+              f"{'; no colour fill' if args.no_colour_fill else ''}"
+              f"{f'; compared with {args.compare_rev or compare} on {args.backends[0]}' if compare is not None else ''}\n")
+        head = ["case", "torch (s)"]
+        for b in args.backends:
+            head += [f"{LABELS_OF[b]} (s)", "speed-up", "run by run", "max difference"]
+        if compare is not None:
+            head += ["compared (s)", f"speed-up of {args.backends[0]} over it"]
+        print("| " + " | ".join(head) + " |")
+        print("| --- |" + " ---: |" * (len(head) - 1))
         for key in args.cases:
             noisy = salt_and_pepper(cases()[key](), amount=args.amount, generator=torch.Generator().manual_seed(0))
-            runs, diff = time_both(denoisers, noisy, runs=args.runs)
+            runs, diffs = time_all(denoisers, noisy, runs=args.runs)
             seconds = {name: statistics.median(s) for name, s in runs.items()}
-            row = (f"| {LABELS[key]} | {seconds['torch']:.3f} | {seconds['onnx']:.3f} | "
-                   f"{seconds['torch'] / seconds['onnx']:.2f}× | {run_by_run(runs['torch'], runs['onnx'])} | "
-                   f"{diff:.1e} |")
+            cells = [LABELS[key], f"{seconds['torch']:.3f}"]
+            for b in args.backends:
+                cells += [f"{seconds[b]:.3f}", f"{seconds['torch'] / seconds[b]:.2f}×",
+                          run_by_run(runs["torch"], runs[b]), f"{diffs[b]:.1e}"]
             if compare is not None:
-                row += f" {seconds['compare']:.3f} | {seconds['compare'] / seconds['onnx']:.2f}× |"
-            print(row, flush=True)
+                cells += [f"{seconds['compare']:.3f}", f"{seconds['compare'] / seconds[args.backends[0]]:.2f}×"]
+            print("| " + " | ".join(cells) + " |", flush=True)
 
 if __name__ == "__main__":
     main()

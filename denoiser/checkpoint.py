@@ -7,6 +7,9 @@
   Markdown), so the folder is a Hugging Face Hub model repo as it stands.
 * `model.onnx` (optional): the model's core for ONNX Runtime, exported by `copy_checkpoint` when a
   checkpoint is published, with the hash of the weights it came from (`denoiser.onnx_backend`).
+* `model.int8.onnx` (optional): `model.onnx` with the U-Net's deeper encoder in int8, quantized by
+  `copy_checkpoint` when the training photos are at hand, naming the `model.onnx` it came from by hash
+  (`denoiser.quantize`).
 * `colour/` (optional): a checkpoint folder of its own, the same files, with a network for colour images
   in one pass; `denoiser.inference.load_denoiser` then sends colour images there and the rest to the
   folder's own network (`train.py --recipe default-colour` publishes one into `checkpoints/default`).
@@ -42,11 +45,12 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
 ONNX_FILE = "model.onnx"  # optional: the ONNX Runtime export, written at publish time (denoiser.onnx_backend)
-CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, ONNX_FILE)
+INT8_FILE = "model.int8.onnx"  # optional: model.onnx, its deeper encoder in int8 (denoiser.quantize)
+CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, ONNX_FILE, INT8_FILE)
 COLOUR_FOLDER = "colour"  # optional sub-folder: the checkpoint of a network for colour images
 MOVED_FOLDER = "moved"  # optional sub-folder: the checkpoint of a model for impulses that moved off 0 and 1
 # A reader that sees the new config sees the new weights; model.onnx names the weights it came from by hash.
-WRITE_ORDER = (WEIGHTS_FILE, ONNX_FILE, CARD_FILE, CONFIG_FILE)
+WRITE_ORDER = (WEIGHTS_FILE, ONNX_FILE, INT8_FILE, CARD_FILE, CONFIG_FILE)
 
 
 def _publish_files(staging: Path, directory: Path) -> None:
@@ -128,6 +132,16 @@ def read_card(folder: str | Path) -> ModelCard | None:
     return ModelCard.load(path) if path.is_file() else None
 
 
+def publish_bytes(data: bytes, path: Path) -> Path:
+    """Write a checkpoint file through a temporary file in the same folder, readable by all, then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o644)  # temporary files are private; checkpoints are meant to be shared
+    os.replace(tmp, path)
+    return path
+
+
 def atomic_torch_save(obj: object, path: str | Path) -> None:
     """torch.save through a temporary file in the same folder, then rename."""
     path = Path(path)
@@ -147,9 +161,12 @@ def copy_checkpoint(src: str | Path, dst: str | Path) -> None:
 
     `dst` also gets `model.onnx`, exported from the published weights for ONNX Runtime. When the export
     is not possible (no onnx package, a model that does not export) the checkpoint is published without
-    it, with a log line, and loading exports into its cache or runs on PyTorch.
+    it, with a log line, and loading exports into its cache or runs on PyTorch. A grayscale U-Net also gets
+    `model.int8.onnx`, quantized from that export and calibrated on the training photos, when these are at
+    hand (`denoiser.quantize`); without it, loading runs the float graph.
     """
     from denoiser.onnx_backend import OnnxUnavailable, write_export  # it imports this module
+    from denoiser.quantize import quantizable, write_int8_export
 
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
@@ -158,10 +175,18 @@ def copy_checkpoint(src: str | Path, dst: str | Path) -> None:
         for name in CHECKPOINT_FILES:
             if (src / name).exists():
                 shutil.copy2(src / name, staging / name)
+        for stale in (staging / ONNX_FILE, staging / INT8_FILE):
+            stale.unlink(missing_ok=True)  # exported anew below from the weights being published
         try:
             write_export(staging)
         except OnnxUnavailable as err:
             log.warning("publishing %s without %s: %s", dst, ONNX_FILE, err)
-            for stale in (staging / ONNX_FILE, dst / ONNX_FILE):
-                stale.unlink(missing_ok=True)
+        if (staging / ONNX_FILE).is_file() and quantizable(staging):
+            try:
+                write_int8_export(staging)
+            except (ValueError, ImportError) as err:  # no training photos, no quantization tools
+                log.warning("publishing %s without %s: %s", dst, INT8_FILE, err)
+        for name in (ONNX_FILE, INT8_FILE):
+            if not (staging / name).is_file():
+                (dst / name).unlink(missing_ok=True)  # an old graph of other weights must not stay beside these
         _publish_files(staging, dst)

@@ -38,7 +38,8 @@ MOVED_VIEWS = 8
 log = logging.getLogger(__name__)
 
 
-BACKENDS = ("auto", "torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+ONNX_BACKENDS = ("onnx", "onnx-int8")  # CPU only; a ValueError when ONNX Runtime cannot be used
 
 
 # What `load_denoiser(shared=...)` keeps per network: its model, the core the runner calls, and the backend.
@@ -53,14 +54,19 @@ def load_denoiser(source: str | Path | None = None, *, device: str | torch.devic
     `device`: None picks CUDA when present, else the CPU (under `backend="onnx"`: the CPU).
     `backend`: how the network runs; padding, tiling and colour handling are the same for all three.
 
-    * "auto": ONNX Runtime on the CPU when onnxruntime is installed and the model exports, PyTorch
+    * "auto": as "onnx-int8" on the CPU when onnxruntime is installed and the model exports, PyTorch
       otherwise (with a log line saying why) and on GPUs.
     * "torch": PyTorch.
-    * "onnx": ONNX Runtime on the CPU; a ValueError when it cannot be used (a GPU device, onnxruntime
-      missing, a model that does not export).
+    * "onnx": ONNX Runtime on the CPU, in float32 (the same outputs as PyTorch, within 1e-4); a
+      ValueError when it cannot be used (a GPU device, onnxruntime missing, a model that does not export).
+    * "onnx-int8": as "onnx", but a checkpoint that ships `model.int8.onnx` runs that graph, its U-Net's
+      deeper encoder in int8 (`denoiser.quantize`: 1.07-1.26x faster than float ONNX Runtime on a 2-core
+      AVX-512 CPU, no cell of the quality tables more than 0.033 dB lower; README, Speed). The other
+      networks run in float.
 
     The ONNX graph is the checkpoint's `model.onnx` when it matches the weights, else an export cached in
-    `$XDG_CACHE_HOME/denoiser/onnx` (see `denoiser.onnx_backend`). `options` go to the architecture's
+    `$XDG_CACHE_HOME/denoiser/onnx` (see `denoiser.onnx_backend`). The denoiser's `backend` attribute says
+    what its main network runs on: "torch", "onnx" or "onnx-int8". `options` go to the architecture's
     runner (e.g. `tile_size` for the default model). A folder with a `colour/` checkpoint inside gives a
     `denoiser.runners.ByChannels`: colour images go through that network, in one pass, and grayscale ones
     through the folder's own. A folder with a `moved/` checkpoint inside (the default model's: the Impulse
@@ -75,11 +81,11 @@ def load_denoiser(source: str | Path | None = None, *, device: str | torch.devic
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "onnx" and device is None:
+    if backend in ONNX_BACKENDS and device is None:
         device = "cpu"
     device = select_device(device)
-    if backend == "onnx" and device.type != "cpu":
-        raise ValueError(f"backend 'onnx' runs on the CPU only, not on {device}; use backend='torch' or 'auto'")
+    if backend in ONNX_BACKENDS and device.type != "cpu":
+        raise ValueError(f"backend {backend!r} runs on the CPU only, not on {device}; use backend='torch' or 'auto'")
     folder = resolve_source(DEFAULT_CHECKPOINT if source is None else source)
 
     def runner(where: Path, **defaults) -> Denoiser:
@@ -105,7 +111,7 @@ def _runner(folder: Path, *, device: torch.device, backend: str, options: dict,
         return denoiser
     denoiser = wrap_model(load_model(folder, device=device), **options)
     if backend != "torch" and device.type == "cpu":
-        denoiser = _on_onnx(denoiser, folder, required=backend == "onnx")
+        denoiser = _on_onnx(denoiser, folder, required=backend in ONNX_BACKENDS, int8=backend != "onnx")
     if key is not None:
         shared[key] = (denoiser.model, denoiser.core, denoiser.backend)
     return denoiser
@@ -118,16 +124,17 @@ def _network_key(folder: Path, *, device: torch.device, backend: str) -> tuple:
     return str(folder.resolve()), weights.st_mtime_ns, weights.st_size, str(device), backend
 
 
-def _on_onnx(denoiser: Denoiser, folder: Path, *, required: bool) -> Denoiser:
-    """`denoiser` with its core on ONNX Runtime, or as it is (PyTorch) when that cannot be, unless required."""
+def _on_onnx(denoiser: Denoiser, folder: Path, *, required: bool, int8: bool) -> Denoiser:
+    """`denoiser` with its core on ONNX Runtime (its int8 graph when `int8` and the folder has a current one), or
+    as it is (PyTorch) when that cannot be, unless required."""
     from denoiser import onnx_backend  # imported here: loading with backend="torch" never touches ONNX
 
     try:
-        denoiser.core = onnx_backend.onnx_core(denoiser, folder)
+        denoiser.core = onnx_backend.onnx_core(denoiser, folder, int8=int8)
     except onnx_backend.OnnxUnavailable as err:
         if required:
-            raise ValueError(f"backend 'onnx' cannot run {folder}: {err}") from None
+            raise ValueError(f"ONNX Runtime cannot run {folder}: {err}") from None
         log.warning("%s runs on PyTorch: %s", folder, err)
         return denoiser
-    denoiser.backend = "onnx"
+    denoiser.backend = "onnx-int8" if denoiser.core.int8 else "onnx"
     return denoiser

@@ -32,7 +32,7 @@ class Method:
               backend: str = "auto", shared: Networks | None = None) -> Denoiser:
         """The ready `Denoiser`; `source` replaces a learned method's shipped checkpoint.
 
-        `backend` ("auto", "torch" or "onnx", see `denoiser.inference.load_denoiser`) picks how a learned
+        `backend` ("auto", "torch", "onnx" or "onnx-int8", see `denoiser.inference.load_denoiser`) picks how a learned
         method runs; the filters are torch code and ignore it. `shared` (a dict, the same for every method
         built) lets the learned methods share the networks they have in common (`load_denoiser`).
         """

@@ -15,6 +15,10 @@ Where the graph comes from, in order:
 3. A fresh export, checked against PyTorch on a second input shape, written to the cache (or kept in
    memory when the cache cannot be written). The checkpoint folder is never written at load time.
 
+With `int8=True` (the backends "auto" and "onnx-int8"), the folder's `model.int8.onnx` (`denoiser.quantize`)
+replaces the float graph of step 1 when it names that graph's sha256; a missing, stale or unreadable one
+leaves the float graph in use, with a log line.
+
 A stale or unreadable file is skipped with a log line. When no graph can be had (onnxruntime or onnx
 missing, an export that fails or disagrees with PyTorch) `OnnxUnavailable` says why; `load_denoiser`
 falls back to PyTorch under `backend="auto"` and raises a ValueError under `backend="onnx"`.
@@ -45,7 +49,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from denoiser.checkpoint import ONNX_FILE, WEIGHTS_FILE, read_config
+from denoiser.checkpoint import INT8_FILE, ONNX_FILE, WEIGHTS_FILE, publish_bytes, read_config
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +212,9 @@ class OnnxCore:
     # The images per call the runner should cut a batch of small images into; see run_many.
     call_pixels = 64 * 32 * 32
 
-    def __init__(self, session: Any, *, origin: str, source: str | bytes) -> None:
+    def __init__(self, session: Any, *, origin: str, source: str | bytes, int8: bool = False) -> None:
         self.session, self.origin = session, origin  # origin: the file the graph came from, or "memory"
+        self.int8 = int8  # the graph is `denoiser.quantize`'s int8 copy
         self._source = source  # what a single-threaded session is opened from: a path or the graph's bytes
         self._threads = session.get_session_options().intra_op_num_threads
         self._parallel: tuple[Any, ThreadPoolExecutor] | None = None  # opened on first need (about 20 ms)
@@ -239,18 +244,47 @@ class OnnxCore:
         return torch.from_numpy(out)
 
     def __repr__(self) -> str:
-        return f"OnnxCore(origin={self.origin!r})"
+        return f"OnnxCore(origin={self.origin!r}, int8={self.int8})"
 
 
-def onnx_core(runner: Any, folder: str | Path) -> OnnxCore:
-    """The ONNX Runtime replacement for `runner.core`: the checkpoint's model.onnx, the cache, or a fresh export."""
+def _open_int8(folder: Path, digest: str) -> OnnxCore | None:
+    """The folder's model.int8.onnx when it was quantized from the folder's (current) model.onnx; None, with
+    a log line, when it is missing, stale or broken."""
+    from denoiser.quantize import FLOAT_KEY, graph_sha256
+
+    path = folder / INT8_FILE
+    if not path.is_file():
+        log.info("%s has no %s: running the float graph", folder, INT8_FILE)
+        return None
+    try:
+        session = _session(path)
+    except Exception as err:  # onnxruntime raises its own types for unreadable or invalid files
+        log.warning("ignoring %s: onnxruntime cannot load it (%s)", path, str(err).splitlines()[0][:200])
+        return None
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get(HASH_KEY) != digest or meta.get(FLOAT_KEY) != graph_sha256((folder / ONNX_FILE).read_bytes()):
+        log.warning("ignoring %s: it was not quantized from this folder's %s (stale); running the float graph "
+                    "(python -m denoiser.quantize %s writes a new one)", path, ONNX_FILE, folder)
+        return None
+    return OnnxCore(session, origin=str(path), source=str(path), int8=True)
+
+
+def onnx_core(runner: Any, folder: str | Path, *, int8: bool = False) -> OnnxCore:
+    """The ONNX Runtime replacement for `runner.core`: the checkpoint's model.onnx, the cache, or a fresh export.
+
+    With `int8`, the folder's model.int8.onnx instead when it was quantized from that model.onnx and the
+    model.onnx is current (so the int8 graph too follows the model's code); else the float graph as above."""
     _onnxruntime()
     folder = Path(folder)
     digest = source_hash(folder)
     cached = cache_dir() / f"{digest}.onnx"
     for path in (folder / ONNX_FILE, cached):
         if path.is_file() and (session := _open_current(path, digest, runner)) is not None:
+            if int8 and path == folder / ONNX_FILE and (quantized := _open_int8(folder, digest)) is not None:
+                return quantized
             return OnnxCore(session, origin=str(path), source=str(path))
+    if int8:
+        log.info("%s has no current %s: running the float graph", folder, ONNX_FILE)
     data = export_bytes(runner, digest)
     written = _write_cache(data, cached)
     log.info("exported %s to ONNX%s", folder, f" ({cached})" if written else "")
@@ -264,10 +298,4 @@ def write_export(folder: str | Path) -> Path:
 
     folder = Path(folder)
     runner = wrap_model(load_model(folder, device="cpu"))
-    data = export_bytes(runner, source_hash(folder))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{ONNX_FILE}-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, folder / ONNX_FILE)
-    return folder / ONNX_FILE
+    return publish_bytes(export_bytes(runner, source_hash(folder)), folder / ONNX_FILE)

@@ -21,7 +21,7 @@
   article. Expect blocky, blurry results on photos.
 
 Each runner calls its model through `core` (the method named by `core_method`); `denoiser.onnx_backend`
-replaces it with an ONNX Runtime session of that method's export, and sets `backend` to "onnx".
+replaces it with an ONNX Runtime session of that method's export, and sets `backend` to "onnx" (or "onnx-int8").
 """
 
 from __future__ import annotations

@@ -20,14 +20,14 @@ REAL_VALIDATION = [
 ]
 
 
-def write_collection(root: Path, *, bsd: int = 40, t91: int = 15) -> tuple[Path, Path]:
+def write_collection(root: Path, *, bsd: int = 40, t91: int = 15, size: int = 24) -> tuple[Path, Path]:
     """The same small collection as a folder and as a zip (with the folder entries a real zip has)."""
     rng = np.random.default_rng(0)
     folder = root / "photos"
     for sub, n, ext in (("bsd232", bsd, "jpg"), ("t91", t91, "png")):
         (folder / sub).mkdir(parents=True)
         for i in range(n):
-            Image.fromarray(smooth_image(rng, size=24)).save(folder / sub / f"{sub[0]}{i}.{ext}")
+            Image.fromarray(smooth_image(rng, size=size)).save(folder / sub / f"{sub[0]}{i}.{ext}")
     (folder / "README.txt").write_text("not a photo")
     archive = root / "photos.zip"
     with zipfile.ZipFile(archive, "w") as z:
