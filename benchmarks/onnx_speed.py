@@ -137,10 +137,10 @@ def main(argv: list[str] | None = None) -> None:
         if compare is not None:
             denoisers["compare"] = load_denoiser(compare, device="cpu", backend=args.backends[0], **options)
         origins = "; ".join(f"{b}: {graph_origins(denoisers[b])}" for b in args.backends)
+        compared = "" if compare is None else f"; compared with {args.compare_rev or compare} on {args.backends[0]}"
         print(f"checkpoint {args.checkpoint}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
               f"ONNX Runtime graphs from {origins}; median of {args.runs} runs after a warm-up"
-              f"{'; no colour fill' if args.no_colour_fill else ''}"
-              f"{f'; compared with {args.compare_rev or compare} on {args.backends[0]}' if compare is not None else ''}\n")
+              f"{'; no colour fill' if args.no_colour_fill else ''}{compared}\n")
         head = ["case", "torch (s)"]
         for b in args.backends:
             head += [f"{LABELS_OF[b]} (s)", "speed-up", "run by run", "max difference"]

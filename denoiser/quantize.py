@@ -182,8 +182,6 @@ def write_int8_export(folder: str | Path, *, photos: str | Path | None = None,
 
     Raises ValueError for a checkpoint that is not a U-Net (`QUANTIZED_ARCHITECTURES`), has no model.onnx,
     or whose photos cannot be read."""
-    import onnx
-
     folder = Path(folder)
     if not quantizable(folder):
         meta = read_config(folder)
@@ -191,10 +189,9 @@ def write_int8_export(folder: str | Path, *, photos: str | Path | None = None,
                          f"{meta['architecture']} with {meta['config'].get('in_channels', 1)} input channels")
     if not (folder / ONNX_FILE).is_file():
         raise ValueError(f"{folder} has no {ONNX_FILE} to quantize")
-    float_graph = (folder / ONNX_FILE).read_bytes()
-    _nodes_to_quantize(onnx.load_from_string(float_graph))  # before reading the photos
     photos = photo_collection.PHOTOS_ZIP if photos is None else photos
-    return publish_bytes(quantize_graph(float_graph, calibration_inputs(photos, count=count)), folder / INT8_FILE)
+    data = quantize_graph((folder / ONNX_FILE).read_bytes(), calibration_inputs(photos, count=count))
+    return publish_bytes(data, folder / INT8_FILE)
 
 
 def main(argv: list[str] | None = None) -> None:

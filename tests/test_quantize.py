@@ -1,4 +1,5 @@
-"""int8 graphs (denoiser.quantize): which convolutions, calibration photos, publishing, loading, stale and broken files."""
+"""int8 graphs (denoiser.quantize): which convolutions, calibration photos, publishing, loading, stale and
+broken files."""
 
 import logging
 import shutil
