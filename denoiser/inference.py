@@ -60,9 +60,9 @@ def load_denoiser(source: str | Path | None = None, *, device: str | torch.devic
     * "onnx": ONNX Runtime on the CPU, in float32 (the same outputs as PyTorch, within 1e-4); a
       ValueError when it cannot be used (a GPU device, onnxruntime missing, a model that does not export).
     * "onnx-int8": as "onnx", but a checkpoint that ships `model.int8.onnx` runs that graph, its U-Net's
-      deeper encoder in int8 (`denoiser.quantize`: 1.07-1.26x faster than float ONNX Runtime on a 2-core
-      AVX-512 CPU, no cell of the quality tables more than 0.033 dB lower; README, Speed). The other
-      networks run in float.
+      deeper encoder in int8 (`denoiser.quantize`: 1.10-1.31x faster than float ONNX Runtime on a 2-core
+      AVX-512 CPU, no cell of the quality tables more than 0.03 dB from float; README, Speed). Images read
+      as clean or lightly hit (`denoiser.sparse`) run the float graph, and the other networks run in float.
 
     The ONNX graph is the checkpoint's `model.onnx` when it matches the weights, else an export cached in
     `$XDG_CACHE_HOME/denoiser/onnx` (see `denoiser.onnx_backend`). The denoiser's `backend` attribute says

@@ -17,7 +17,8 @@ Where the graph comes from, in order:
 
 With `int8=True` (the backends "auto" and "onnx-int8"), the folder's `model.int8.onnx` (`denoiser.quantize`)
 replaces the float graph of step 1 when it names that graph's sha256; a missing, stale or unreadable one
-leaves the float graph in use, with a log line.
+leaves the float graph in use, with a log line. The int8 core keeps the float one as `exact`: the runner
+sends it the images read as clean or lightly hit (`denoiser.runners.ModelDenoiser.denoise_batch`).
 
 A stale or unreadable file is skipped with a log line. When no graph can be had (onnxruntime or onnx
 missing, an export that fails or disagrees with PyTorch) `OnnxUnavailable` says why; `load_denoiser`
@@ -215,6 +216,8 @@ class OnnxCore:
     def __init__(self, session: Any, *, origin: str, source: str | bytes, int8: bool = False) -> None:
         self.session, self.origin = session, origin  # origin: the file the graph came from, or "memory"
         self.int8 = int8  # the graph is `denoiser.quantize`'s int8 copy
+        # For an int8 core, the float graph it was quantized from: the runner sends it the images read as clean.
+        self.exact: OnnxCore | None = None
         self._source = source  # what a single-threaded session is opened from: a path or the graph's bytes
         self._threads = session.get_session_options().intra_op_num_threads
         self._parallel: tuple[Any, ThreadPoolExecutor] | None = None  # opened on first need (about 20 ms)
@@ -280,9 +283,11 @@ def onnx_core(runner: Any, folder: str | Path, *, int8: bool = False) -> OnnxCor
     cached = cache_dir() / f"{digest}.onnx"
     for path in (folder / ONNX_FILE, cached):
         if path.is_file() and (session := _open_current(path, digest, runner)) is not None:
+            core = OnnxCore(session, origin=str(path), source=str(path))
             if int8 and path == folder / ONNX_FILE and (quantized := _open_int8(folder, digest)) is not None:
+                quantized.exact = core
                 return quantized
-            return OnnxCore(session, origin=str(path), source=str(path))
+            return core
     if int8:
         log.info("%s has no current %s: running the float graph", folder, ONNX_FILE)
     data = export_bytes(runner, digest)

@@ -43,6 +43,9 @@ from denoiser.moved import moved_impulses
 from denoiser.sparse import kept_extremes
 from denoiser.strokes import kept_strokes
 
+# What runs the network: the model's `core_method` on PyTorch, or a `denoiser.onnx_backend.OnnxCore`.
+Core = Callable[[torch.Tensor], torch.Tensor]
+
 
 def _probe_images(shape: tuple[int, ...], *, seed: int) -> torch.Tensor:
     """Inputs that take every path of an impulse denoiser: clipped regions of 0 and 1, impulses, plain pixels."""
@@ -79,7 +82,7 @@ class ModelDenoiser(Denoiser):
         # channels_last: oneDNN's faster convolution layout, ~1.4x at 32x32 on this CPU.
         self.model, self.name = model.eval().to(memory_format=torch.channels_last), name
         self.device = next(model.parameters()).device
-        self.core: Callable[[torch.Tensor], torch.Tensor] = getattr(model, self.core_method)
+        self.core: Core = getattr(model, self.core_method)
         self.backend = "torch"
         multiple = model.config.multiple
         if tile_size % multiple:
@@ -128,7 +131,7 @@ class ModelDenoiser(Denoiser):
     @torch.inference_mode()
     def denoise_batch(self, images: torch.Tensor, *, progress: Progress | None = None) -> torch.Tensor:
         check_batch(images)
-        b, c, h, w = images.shape
+        c = images.shape[1]
         device, images = images.device, images.to(self.device)
         kept = kept_extremes(images, flagged=self.model.impulses) if self.keep_detail else None
         # On the CPU a batch that keeps every value skips the network; on a GPU asking would wait for the device.
@@ -136,17 +139,19 @@ class ModelDenoiser(Denoiser):
             if progress:
                 progress(1, 1)
             return images.clone().to(device)
-        x = self._fold(images)
-        m = self.model.config.multiple
-        # Pad once to the model's multiple, so tile edges fall on the same grid as the whole image's.
-        x = pad_to_multiple(x, m, mode=self.model.pad_mode)
-        count = ensemble.passes(h, w, most=self.views)
-        if h * w <= self.tile_size**2:
-            out = self._in_calls(x, count=count, progress=progress)
+        # An int8 core hands the images read as clean or lightly hit to its float graph: there the network
+        # repaints a few specks, the int8 steps would be most of what error is left, and their outputs stay
+        # PyTorch's. Each image goes one way whatever its batch holds.
+        exact = getattr(self.core, "exact", None)
+        clean = _read_as_clean(kept) if exact is not None and kept is not None else None
+        if clean is None or not clean.any():
+            out = self._network(images, core=self.core, progress=progress)
+        elif clean.all():
+            out = self._network(images, core=exact, progress=progress)
         else:
-            # On a GPU one call per image's channels; on the CPU one tile of one channel (or image) per call.
-            out = self._tiled(x, chunk=b if self.call_pixels is None else 1, count=count, progress=progress)
-        out = self._unfold(out[..., :h, :w], channels=c).clamp(0, 1)
+            out = torch.empty_like(images)
+            for core, which in ((exact, clean), (self.core, ~clean)):
+                out[which] = self._network(images[which], core=core, progress=progress)
         if self.colour_fill and c == 3:
             out = colour_difference_fill(images, out)
         if self.keep_strokes:
@@ -154,6 +159,21 @@ class ModelDenoiser(Denoiser):
         if kept is not None:
             out = torch.where(kept, images, out)
         return out.to(device)
+
+    def _network(self, images: torch.Tensor, *, core: Core, progress: Progress | None) -> torch.Tensor:
+        """The network's output for `images` (B, C, H, W) through `core`: folded, padded, tiled, in [0, 1]."""
+        b, c, h, w = images.shape
+        x = self._fold(images)
+        # Pad once to the model's multiple, so tile edges fall on the same grid as the whole image's.
+        x = pad_to_multiple(x, self.model.config.multiple, mode=self.model.pad_mode)
+        count = ensemble.passes(h, w, most=self.views)
+        if h * w <= self.tile_size**2:
+            out = self._in_calls(x, core=core, count=count, progress=progress)
+        else:
+            # On a GPU one call per image's channels; on the CPU one tile of one channel (or image) per call.
+            chunk = b if self.call_pixels is None else 1
+            out = self._tiled(x, core=core, chunk=chunk, count=count, progress=progress)
+        return self._unfold(out[..., :h, :w], channels=c).clamp(0, 1)
 
     def _fold(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -174,22 +194,24 @@ class ModelDenoiser(Denoiser):
             return out.mean(dim=1, keepdim=True)  # (B, 3, H, W) -> (B, 1, H, W): the gray image's three copies
         return out.reshape(b, channels, h, w)  # (B*C, 1, H, W) -> (B, C, H, W); a no-op when not folded
 
-    def _run(self, parts: list[torch.Tensor], *, count: int) -> list[torch.Tensor]:
+    @staticmethod
+    def _run(parts: list[torch.Tensor], *, core: Core, count: int) -> list[torch.Tensor]:
         """Each part through `core`, as the mean of `count` views (`denoiser.ensemble`)."""
         # An ONNX core runs many small calls side by side (`OnnxCore.run_many`); PyTorch one after another.
-        run_many = getattr(self.core, "run_many", None) or (lambda many: [self.core(part) for part in many])
+        run_many = getattr(core, "run_many", None) or (lambda many: [core(part) for part in many])
         return ensemble.ensembled(run_many, parts, count=count)
 
-    def _in_calls(self, x: torch.Tensor, *, count: int, progress: Progress | None) -> torch.Tensor:
+    def _in_calls(self, x: torch.Tensor, *, core: Core, count: int, progress: Progress | None) -> torch.Tensor:
         """The padded batch through `core`, at most `call_pixels` pixels (but one image at least) per call."""
         per_call = len(x) if self.call_pixels is None else max(1, self.call_pixels // (x.shape[-2] * x.shape[-1]))
-        outs = self._run(list(x.split(per_call)), count=count)
+        outs = self._run(list(x.split(per_call)), core=core, count=count)
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         if progress:
             progress(1, 1)
         return out
 
-    def _tiled(self, x: torch.Tensor, *, chunk: int, count: int, progress: Progress | None) -> torch.Tensor:
+    def _tiled(self, x: torch.Tensor, *, core: Core, chunk: int, count: int,
+               progress: Progress | None) -> torch.Tensor:
         """Overlapping tiles of the padded batch, `chunk` images (one channel of each, once folded) per call."""
         n, _, hp, wp = x.shape
         out = torch.empty_like(x)
@@ -201,7 +223,7 @@ class ModelDenoiser(Denoiser):
                 top, left = max(0, y0 - g), max(0, x0 - g)
                 for i in range(0, n, chunk):  # a chunk at a time bounds the peak memory
                     tile = x[i:i + chunk, :, top:min(hp, y1 + g), left:min(wp, x1 + g)]
-                    res = self._run([tile], count=count)[0]
+                    res = self._run([tile], core=core, count=count)[0]
                     out[i:i + chunk, :, y0:y1, x0:x1] = res[..., y0 - top:y1 - top, x0 - left:x1 - left]
                     done += 1
                     if progress:
@@ -209,12 +231,18 @@ class ModelDenoiser(Denoiser):
         return out
 
 
+def _read_as_clean(kept: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the images that `kept` (from `kept_extremes`) keeps any value of, those read as clean or lightly
+    hit; on a noisy image it keeps none."""
+    return kept.flatten(1).any(dim=1)  # (B, C, H, W) -> (B, C*H*W) -> (B,)
+
+
 def _with_strokes(images: torch.Tensor, out: torch.Tensor, *, kept: torch.Tensor | None) -> torch.Tensor:
     """`out` with the strokes of `images` restored (`denoiser.strokes`), on the images that `kept` (from
     `kept_extremes`, or None) does not read as clean: there its mask already holds every stroke."""
     if kept is None:
         return torch.where(kept_strokes(images, out), images, out)
-    noisy = ~kept.flatten(1).any(dim=1)  # (B, C, H, W) -> (B, C*H*W) -> (B,): a clean image keeps nearly all
+    noisy = ~_read_as_clean(kept)  # a clean image's mask keeps nearly all
     if not noisy.any():
         return out
     strokes = torch.zeros_like(images, dtype=torch.bool)
@@ -313,7 +341,7 @@ class ArticleDenoiser(Denoiser):
     def __init__(self, model: ArticleAutoencoder, *, name: str = "Article autoencoder", batch_size: int = 1024) -> None:
         self.model, self.name, self.batch_size = model.eval(), name, batch_size
         self.device = next(model.parameters()).device
-        self.core: Callable[[torch.Tensor], torch.Tensor] = getattr(model, self.core_method)
+        self.core: Core = getattr(model, self.core_method)
         self.backend = "torch"
 
     def export_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:

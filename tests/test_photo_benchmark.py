@@ -201,3 +201,27 @@ def test_module_entry_point_shows_help() -> None:
     assert done.returncode == 0
     for option in ("--previous-rev", "--quick", "--backend", "--sets"):
         assert option in done.stdout
+
+
+def test_two_runs_compared_cell_by_cell(tmp_path: Path, tiny_checkpoint: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import photo_diff
+
+    def run(out: Path) -> Path:
+        pb.main(["--model", str(tiny_checkpoint), "--impulse", str(tmp_path / "none"), "--sets", "structure",
+                 "--quick", "--structure-size", "32", "--backend", "torch", "--no-crops", "--out", str(out)])
+        return out / "photos.json"
+
+    first, second = run(tmp_path / "a"), run(tmp_path / "b")
+    assert photo_diff.main([str(first), str(second)]) == 0  # same seed, same model: no cell moves
+    assert " 0 moved" in capsys.readouterr().out
+    # One image of one cell 0.6 dB lower: its set's mean over 10 images moves by 0.06 dB, past the tolerance.
+    saved = json.loads(second.read_text())
+    record = next(r for r in saved["records"] if r["method"] == "Default model")
+    record["psnr"] -= 0.6
+    second.write_text(json.dumps(saved))
+    assert photo_diff.main([str(first), str(second), "--method", "Default model"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(" 1 moved") and lines[1].startswith("-0.0600 dB")
+    assert f"| {record['scenario']} | Default model" in lines[1]
+    assert photo_diff.main([str(first), str(second), "--tolerance", "0.1"]) == 0

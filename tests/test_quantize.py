@@ -83,6 +83,22 @@ def test_int8_repaints_the_same_pixels_within_a_tenth_of_a_db(amount: float) -> 
     assert abs(psnr(int8, clean).mean().item() - psnr(exact, clean).mean().item()) <= 0.1
 
 
+def test_images_read_as_clean_run_the_float_graph_each_on_its_own() -> None:
+    from skimage import data
+
+    clean = array_to_tensor(data.camera()[128:384, 128:384]).unsqueeze(0)  # (1, H, W) -> (1, 1, H, W)
+    g = torch.Generator().manual_seed(0)
+    light, noisy = (salt_and_pepper(clean, amount=a, generator=g) for a in (0.003, 0.3))
+    batch = torch.cat([light, noisy])
+    int8 = load_denoiser(device="cpu", backend="onnx-int8", moved=False)
+    exact = load_denoiser(device="cpu", backend="onnx", moved=False)
+    a, b = int8.denoise_batch(batch), exact.denoise_batch(batch)
+    assert (a[0] != light[0]).any()  # the network did repaint the lightly hit image's impulses...
+    assert torch.equal(a[0], b[0])  # ...through the float graph
+    assert not torch.equal(a[1], b[1])  # the noisy image through the int8 one
+    assert torch.equal(a[1], int8.denoise_batch(noisy)[0])  # whatever else its batch holds
+
+
 def test_calibration_reads_training_photos_only(collection: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     read = []
     original = quantize.load_photos
@@ -93,6 +109,17 @@ def test_calibration_reads_training_photos_only(collection: Path, monkeypatch: p
     size = quantize.CALIBRATION_SIZE
     assert len(inputs) == 6 and all(x.shape == (1, 1, size, size) and x.dtype == np.float32 for x in inputs)
     assert all(((x == 0) | (x == 1)).mean() > 0.05 for x in inputs)  # noisy: the calibration sees impulses
+
+
+def test_calibration_covers_dense_noise_and_drawn_structure(collection: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = []
+    original = quantize.draw_random_structure
+    monkeypatch.setattr(quantize, "draw_random_structure",
+                        lambda image, generator: drawn.append(image.shape) or original(image, generator=generator))
+    inputs = quantize.calibration_inputs(collection, count=10)
+    assert max(((x == 0) | (x == 1)).mean() for x in inputs) > 0.85  # the slider's dense end, 0.9
+    assert 0 < len(drawn) < len(inputs)  # structure in a share of the crops, as in training
+    assert set(drawn) == {(1, quantize.CALIBRATION_SIZE, quantize.CALIBRATION_SIZE)}
 
 
 def test_publish_writes_an_int8_graph_of_the_published_float_graph(published: Path) -> None:
