@@ -18,23 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
+
+from denoiser.photo_benchmark import Summary, records_from_json
 
 Cell = tuple[str, str, str]  # (image set, scenario key, method)
 
 
-def cell_means(records: list[dict]) -> dict[Cell, tuple[float, float]]:
-    """Mean (PSNR, SSIM) of each cell of a photos.json's records."""
-    scores: dict[Cell, list[tuple[float, float]]] = defaultdict(list)
-    for record in records:
-        scores[(record["set"], record["scenario"], record["method"])].append((record["psnr"], record["ssim"]))
-    return {cell: (sum(p for p, _ in s) / len(s), sum(q for _, q in s) / len(s)) for cell, s in scores.items()}
-
-
 def load_cells(path: Path) -> dict[Cell, tuple[float, float]]:
+    """Mean (PSNR, SSIM) of each cell of a photos.json, as its report's tables give them (`Summary.quality`)."""
     try:
-        return cell_means(json.loads(path.read_text())["records"])
+        return Summary(records_from_json(json.loads(path.read_text())["records"])).quality
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path} is not a photos.json of benchmarks/photos.py: {error!r}") from error
 

@@ -51,7 +51,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -505,6 +505,17 @@ def records_json(records: list[Record]) -> list[dict]:
             row["ssim"] = None
         out.append(row)
     return out
+
+
+def records_from_json(rows: list[dict]) -> list[Record]:
+    """The records of a photos.json (`records_json`'s rows) back as `Record`s; an unscored SSIM is NaN again."""
+    records = []
+    for row in rows:
+        values = {f.name: row.get(f.name) for f in fields(Record)}  # records_json drops Nones
+        if values["ssim"] is None:
+            values["ssim"] = math.nan
+        records.append(Record(**values))
+    return records
 
 
 # ----------------------------------------------------------------------------- the command
