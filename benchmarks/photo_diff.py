@@ -33,15 +33,13 @@ def load_cells(path: Path) -> dict[Cell, tuple[float, float]]:
         raise ValueError(f"{path} is not a photos.json of benchmarks/photos.py: {error!r}") from error
 
 
-def compare(before: dict[Cell, tuple[float, float]], after: dict[Cell, tuple[float, float]], *,
-            method: str | None = None) -> tuple[list[tuple[Cell, float, float]], list[Cell]]:
+def compare(before: dict[Cell, tuple[float, float]],
+            after: dict[Cell, tuple[float, float]]) -> tuple[list[tuple[Cell, float, float]], list[Cell]]:
     """The cells whose PSNR or SSIM moved, as (cell, PSNR change, SSIM change), most lowered first; and the cells
-    only one run holds. `method` keeps that method's cells only."""
-    keep = (lambda cell: cell[2] == method) if method else (lambda cell: True)
-    cells = {c for c in before.keys() | after.keys() if keep(c)}
-    unmatched = sorted(c for c in cells if c not in before or c not in after)
+    only one run holds."""
+    unmatched = sorted(before.keys() ^ after.keys())
     moved = [(c, after[c][0] - before[c][0], after[c][1] - before[c][1])
-             for c in cells if c in before and c in after and after[c] != before[c]]
+             for c in before.keys() & after.keys() if after[c] != before[c]]
     return sorted(moved, key=lambda m: (m[1], m[0])), unmatched
 
 
@@ -56,12 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         before, after = load_cells(args.before), load_cells(args.after)
     except ValueError as error:
         parser.error(str(error))
-    moved, unmatched = compare(before, after, method=args.method)
-    cells = sum(1 for c in before if c in after and (args.method is None or c[2] == args.method))
-    print(f"{cells} cells in both runs, {len(moved)} moved")
-    for (set_name, scenario, method), psnr, ssim in moved:
-        print(f"{psnr:+.4f} dB  SSIM {ssim:+.5f}  {set_name} | {scenario} | {method}"
-              f"  ({before[(set_name, scenario, method)][0]:.2f} -> {after[(set_name, scenario, method)][0]:.2f} dB)")
+    if args.method:
+        before, after = ({c: v for c, v in run.items() if c[2] == args.method} for run in (before, after))
+    moved, unmatched = compare(before, after)
+    print(f"{len(before.keys() & after.keys())} cells in both runs, {len(moved)} moved")
+    for cell, psnr, ssim in moved:
+        print(f"{psnr:+.4f} dB  SSIM {ssim:+.5f}  {' | '.join(cell)}"
+              f"  ({before[cell][0]:.2f} -> {after[cell][0]:.2f} dB)")
     for cell in unmatched:
         print(f"only in {'the first' if cell in before else 'the second'} run: {' | '.join(cell)}")
     if moved:
